@@ -1,0 +1,36 @@
+mod suite;
+
+use std::os::unix::fs::PermissionsExt;
+
+use sigil_keys::software::SoftwareBackend;
+use sigil_keys::{Backend, KeyId};
+
+#[test]
+fn software_backend_passes_the_behaviour_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seeds");
+    let backend = SoftwareBackend::open(&path).unwrap();
+    suite::run_all(
+        &backend,
+        &|| SoftwareBackend::open(&path).unwrap(),
+        "software",
+    );
+}
+
+#[test]
+fn seed_files_are_private_and_refused_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SoftwareBackend::open(dir.path()).unwrap();
+    let id = KeyId::new("mediator", 1).unwrap();
+    backend.generate(&id).unwrap();
+    let seed = dir.path().join(format!("{}.seed", id.label()));
+    let mode = std::fs::metadata(&seed).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    std::fs::set_permissions(&seed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = SoftwareBackend::open(dir.path())
+        .unwrap()
+        .find(&id)
+        .unwrap_err();
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+}
