@@ -1,0 +1,616 @@
+//! Verification of a chain file (spec §3): the walk pipelock-verify does,
+//! with rotation endorsements, plus sigil's stricter policies.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::endorsement::Endorsement;
+use crate::receipt::{self, session, Entry, Receipt};
+use crate::{timestamp, Error};
+
+/// Pipelock's default recorder session id.
+pub const DEFAULT_SESSION_ID: &str = "proxy";
+
+/// Checks sigil applies beyond pipelock-verify. Each exists because the
+/// receipt-verifier conformance corpus names it as a reason to reject.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Reject a repeated (`action_id`, `decision_phase`) within the last
+    /// this-many receipts (0: off). Pipelock pairs an `intent` and an
+    /// `outcome` receipt under one `action_id`; different phases are fine.
+    pub replay_window: usize,
+    /// Reject NUL (U+0000) in any string of a record: it truncates the value
+    /// in C-based consumers, a header-injection vector.
+    pub forbid_nul: bool,
+    /// Reject receipts older than this, measured at `now`.
+    pub max_age: Option<time::Duration>,
+    /// The instant ages are measured at (default: the current time).
+    pub now: Option<OffsetDateTime>,
+    /// Reject an `allow` of an (action_type, target, method) that the same
+    /// chain has already blocked.
+    pub forbid_reversal: bool,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            replay_window: 10_000,
+            forbid_nul: true,
+            max_age: None,
+            now: None,
+            forbid_reversal: false,
+        }
+    }
+}
+
+impl Policy {
+    /// pipelock-verify 0.4.1's behaviour: no checks beyond the format.
+    pub fn pipelock() -> Self {
+        Policy {
+            replay_window: 0,
+            forbid_nul: false,
+            ..Policy::default()
+        }
+    }
+}
+
+/// A key's revocation, as the directory records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    /// Receipts at or after this instant are refused.
+    pub compromised_since: OffsetDateTime,
+    /// Why the key was revoked.
+    pub reason: String,
+}
+
+/// What to verify a chain against.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// The root key (first segment's signer), lowercase hex. Without it the
+    /// first receipt's key is trusted.
+    pub pinned: Option<String>,
+    /// The recorder session. `None`: the first `session_open`'s session,
+    /// or Pipelock's `proxy` when endorsements must be matched.
+    pub session_id: Option<String>,
+    /// Endorsements given besides those held in the file.
+    pub endorsements: Vec<Endorsement>,
+    /// Also use `rotation_endorsement` recorder entries of the file.
+    pub endorsements_from_file: bool,
+    /// Revoked keys (lowercase hex) and when they became untrustworthy.
+    pub revoked: HashMap<String, Revocation>,
+    /// Stricter checks.
+    pub policy: Policy,
+}
+
+/// A receipt refused because its key was revoked before it was signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedReceipt {
+    /// 1-based line in the file.
+    pub line: usize,
+    /// Its `chain_seq`.
+    pub seq: u64,
+    /// Its `timestamp`.
+    pub timestamp: String,
+    /// The revoked signer key.
+    pub signer_key: String,
+}
+
+/// What a valid chain proves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    /// Number of receipts.
+    pub receipt_count: usize,
+    /// `chain_seq` of the last receipt.
+    pub final_seq: u64,
+    /// Receipt hash of the last receipt.
+    pub root_hash: String,
+    /// First and last timestamps.
+    pub start_time: String,
+    /// Last timestamp.
+    pub end_time: String,
+    /// Signer keys of the segments, root first.
+    pub segment_keys: Vec<String>,
+    /// Endorsements consumed at boundaries.
+    pub endorsements_used: usize,
+    /// Receipts otherwise valid but signed by a revoked key at or after its
+    /// compromise time. When non-empty, [`verify`] returns an error too.
+    pub revoked: Vec<RevokedReceipt>,
+}
+
+struct Run {
+    open_nonce: String,
+    closed: bool,
+}
+
+/// Verifies a chain file's text. Blank lines are ignored; recorder entries
+/// of types other than `action_receipt` are skipped (their endorsements are
+/// used when `endorsements_from_file`). On failure the error names the line.
+pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
+    let mut receipts: Vec<(usize, Receipt)> = Vec::new();
+    let mut endorsements: Vec<Endorsement> = Vec::new();
+    let mut push_endorsement = |e: Endorsement| {
+        if !endorsements.contains(&e) {
+            endorsements.push(e);
+        }
+    };
+    for e in &opts.endorsements {
+        push_endorsement(e.clone());
+    }
+    for (n, line) in text.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |e: Error| Error::AtLine {
+            line: n + 1,
+            seq: None,
+            source: Box::new(e),
+        };
+        match receipt::parse_entry(line).map_err(at)? {
+            Entry::Receipt(r) => receipts.push((n + 1, r)),
+            Entry::Other { kind, detail } => {
+                if kind == "rotation_endorsement" && opts.endorsements_from_file {
+                    let d = detail
+                        .and_then(|d| d.as_object().cloned())
+                        .unwrap_or_default();
+                    push_endorsement(Endorsement::from_map(&d).map_err(at)?);
+                }
+            }
+        }
+    }
+    if receipts.is_empty() {
+        return Err(Error::Chain("no receipts found".into()));
+    }
+    for e in &endorsements {
+        e.verify_signature()?;
+    }
+
+    let first_open_session = receipts.iter().find_map(|(_, r)| {
+        open_payload(r).map(|o| {
+            o.get("recorder_session")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        })
+    });
+    let session_id = match (&opts.session_id, endorsements.is_empty()) {
+        (Some(s), _) => Some(s.clone()),
+        (None, true) => first_open_session,
+        (None, false) => Some(first_open_session.unwrap_or_else(|| DEFAULT_SESSION_ID.into())),
+    };
+    if !endorsements.is_empty() {
+        if opts.pinned.is_none() {
+            return Err(Error::Endorsement(
+                "verifying rotations needs a pinned root key".into(),
+            ));
+        }
+        let root_has_open = receipts
+            .iter()
+            .take_while(|(_, r)| !has(r, "key_transition"))
+            .any(|(_, r)| open_payload(r).is_some());
+        if !root_has_open {
+            return Err(Error::Endorsement(
+                "the root segment has no session_open".into(),
+            ));
+        }
+    }
+
+    let mut w = Walk {
+        opts,
+        session_id,
+        endorsements,
+        used: Vec::new(),
+        expected_key: opts
+            .pinned
+            .clone()
+            .unwrap_or_else(|| receipts[0].1.signer_key.clone())
+            .to_lowercase(),
+        prev_hash: String::new(),
+        prev_seq: 0,
+        segment_start: 0,
+        runs: HashMap::new(),
+        active: None,
+        recent: VecDeque::new(),
+        recent_set: HashSet::new(),
+        blocked: HashSet::new(),
+        summary: Summary {
+            receipt_count: receipts.len(),
+            final_seq: 0,
+            root_hash: String::new(),
+            start_time: receipts[0].1.str_field("timestamp").to_owned(),
+            end_time: String::new(),
+            segment_keys: Vec::new(),
+            endorsements_used: 0,
+            revoked: Vec::new(),
+        },
+    };
+    w.used = vec![false; w.endorsements.len()];
+    w.summary.segment_keys.push(w.expected_key.clone());
+    for (i, (line, r)) in receipts.iter().enumerate() {
+        w.step(i, *line, r).map_err(|e| Error::AtLine {
+            line: *line,
+            seq: r.chain_seq(),
+            source: Box::new(e),
+        })?;
+    }
+    if w.used.iter().any(|u| !u) {
+        return Err(Error::Endorsement(
+            "unused rotation endorsement (a boundary is missing: was the chain cut?)".into(),
+        ));
+    }
+    let mut summary = w.summary;
+    summary.endorsements_used = w.used.len();
+    summary.end_time = receipts[receipts.len() - 1]
+        .1
+        .str_field("timestamp")
+        .to_owned();
+    if !summary.revoked.is_empty() {
+        let list: Vec<String> = summary
+            .revoked
+            .iter()
+            .map(|r| format!("line {} (chain_seq {}, {})", r.line, r.seq, r.timestamp))
+            .collect();
+        return Err(Error::Policy(format!(
+            "{} receipt(s) signed by a revoked key at or after its compromise: {}",
+            list.len(),
+            list.join(", ")
+        )));
+    }
+    Ok(summary)
+}
+
+struct Walk<'a> {
+    opts: &'a Options,
+    session_id: Option<String>,
+    endorsements: Vec<Endorsement>,
+    used: Vec<bool>,
+    expected_key: String,
+    prev_hash: String,
+    prev_seq: u64,
+    segment_start: usize,
+    runs: HashMap<String, Run>,
+    active: Option<String>,
+    recent: VecDeque<(String, String)>,
+    recent_set: HashSet<(String, String)>,
+    blocked: HashSet<(String, String, String)>,
+    summary: Summary,
+}
+
+fn has(r: &Receipt, k: &str) -> bool {
+    r.action_record.get(k).is_some_and(|v| !v.is_null())
+}
+
+fn open_payload(r: &Receipt) -> Option<&Map<String, Value>> {
+    let c = r.action_record.get("session_control")?.as_object()?;
+    if c.get("kind")?.as_str()? != "session_open" {
+        return None;
+    }
+    c.get("open")?.as_object()
+}
+
+fn control<'r>(r: &'r Receipt, payload: &str) -> Option<&'r Map<String, Value>> {
+    r.action_record
+        .get("session_control")?
+        .as_object()?
+        .get(payload)?
+        .as_object()
+}
+
+fn s<'m>(m: &'m Map<String, Value>, k: &str) -> &'m str {
+    m.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn u(m: &Map<String, Value>, k: &str) -> u64 {
+    m.get(k).and_then(Value::as_u64).unwrap_or(0)
+}
+
+impl Walk<'_> {
+    fn step(&mut self, i: usize, line: usize, r: &Receipt) -> Result<(), Error> {
+        let fail = |m: String| Err(Error::Chain(m));
+        let seq = match r.chain_seq() {
+            Some(s) if r.action_record["chain_seq"].is_u64() => s,
+            _ => return fail("chain_seq is not a uint64".into()),
+        };
+        let prev = r.str_field("chain_prev_hash");
+        let transition = r
+            .action_record
+            .get("key_transition")
+            .and_then(Value::as_object);
+        if i == 0 {
+            if transition.is_some() {
+                return fail("the first receipt carries key_transition".into());
+            }
+            if seq != 0 {
+                return fail(format!("the first receipt has chain_seq {seq}, not 0"));
+            }
+        } else if let Some(kt) = transition {
+            self.boundary(i, r, kt, seq, prev)?;
+        } else if seq == 0 {
+            return fail("chain_seq 0 without key_transition".into());
+        }
+
+        receipt::verify(r, Some(&self.expected_key))?;
+
+        let want = (i - self.segment_start) as u64;
+        if seq != want {
+            return fail(format!("seq gap: expected chain_seq {want}, found {seq}"));
+        }
+        if i == 0 {
+            self.genesis(r, prev)?;
+        } else if prev != self.prev_hash {
+            return fail(format!(
+                "chain_prev_hash mismatch: expected {}, found {prev}",
+                self.prev_hash
+            ));
+        }
+        self.session(i, r, seq, prev)?;
+        self.policies(line, r, seq)?;
+
+        self.prev_hash = r.hash()?;
+        self.prev_seq = seq;
+        self.summary.final_seq = seq;
+        self.summary.root_hash = self.prev_hash.clone();
+        Ok(())
+    }
+
+    fn boundary(
+        &mut self,
+        i: usize,
+        r: &Receipt,
+        kt: &Map<String, Value>,
+        seq: u64,
+        prev: &str,
+    ) -> Result<(), Error> {
+        let fail = |m: &str| Err(Error::Chain(format!("key rotation boundary: {m}")));
+        if seq != 0 {
+            return fail("chain_seq must restart at 0");
+        }
+        if s(kt, "prior_signer_key").to_lowercase() != self.expected_key {
+            return fail("prior_signer_key is not the current key");
+        }
+        if u(kt, "prior_chain_seq") != self.prev_seq {
+            return fail("prior_chain_seq is not the last chain_seq");
+        }
+        if s(kt, "prior_chain_hash") != self.prev_hash || prev != self.prev_hash {
+            return fail("prior_chain_hash / chain_prev_hash is not the tail hash");
+        }
+        let new_key = r.signer_key.to_lowercase();
+        let matches: Vec<usize> = (0..self.endorsements.len())
+            .filter(|&j| {
+                let e = &self.endorsements[j];
+                !self.used[j]
+                    && Some(&e.session_id) == self.session_id.as_ref()
+                    && e.prior_signer_key == self.expected_key
+                    && e.prior_final_seq == self.prev_seq
+                    && e.prior_tail_hash == self.prev_hash
+                    && e.new_signer_key == new_key
+            })
+            .collect();
+        match matches.as_slice() {
+            [j] => self.used[*j] = true,
+            [] => {
+                return Err(Error::Endorsement(
+                    "rotation endorsement does not match receipt boundary".into(),
+                ))
+            }
+            _ => {
+                return Err(Error::Endorsement(
+                    "two endorsements match one boundary".into(),
+                ))
+            }
+        }
+        self.expected_key = new_key;
+        self.segment_start = i;
+        self.summary.segment_keys.push(self.expected_key.clone());
+        Ok(())
+    }
+
+    fn genesis(&self, r: &Receipt, prev: &str) -> Result<(), Error> {
+        let fail = |m: &str| Err(Error::Chain(format!("genesis: {m}")));
+        if prev == "genesis" {
+            if has(r, "run_nonce") && !r.str_field("run_nonce").is_empty()
+                || open_payload(r).is_some()
+            {
+                return fail("a legacy \"genesis\" receipt cannot carry run_nonce or session_open");
+            }
+            return Ok(());
+        }
+        if !prev.starts_with("g1:") {
+            return fail("chain_prev_hash mismatch: the first receipt must be anchored by \"genesis\" or a g1: session_open");
+        }
+        let Some(open) = open_payload(r) else {
+            return fail("a g1: anchor needs a session_open receipt");
+        };
+        if s(open, "genesis_hash") != prev
+            || u(open, "chain_open_seq") != 0
+            || !s(open, "prior_chain_head").is_empty()
+            || u(open, "prior_chain_seq") != 0
+            || s(open, "run_nonce") != r.str_field("run_nonce")
+        {
+            return fail("the session_open does not match its g1: anchor");
+        }
+        if session::genesis_hash(open) != prev {
+            return fail("g1: anchor is not the hash of the session_open fields");
+        }
+        Ok(())
+    }
+
+    fn session(&mut self, i: usize, r: &Receipt, seq: u64, prev: &str) -> Result<(), Error> {
+        let fail = |m: String| Err(Error::Chain(m));
+        let run = r.str_field("run_nonce");
+        if run.is_empty() {
+            if has(r, "session_control") {
+                return fail("session_control without run_nonce".into());
+            }
+            return Ok(());
+        }
+        if let Some(open) = open_payload(r) {
+            if s(open, "run_nonce") != run {
+                return fail("session_open run_nonce differs from the receipt's".into());
+            }
+            if s(open, "open_nonce").is_empty() {
+                return fail("session_open without open_nonce".into());
+            }
+            if self.runs.contains_key(run) {
+                return fail(format!("run {run} opened twice"));
+            }
+            if let Some(sid) = &self.session_id {
+                if s(open, "recorder_session") != sid {
+                    return fail(format!(
+                        "session_open for recorder session {:?}, expected {sid:?}",
+                        s(open, "recorder_session")
+                    ));
+                }
+            }
+            if i > 0 {
+                if prev.starts_with("g1:") || !s(open, "genesis_hash").is_empty() {
+                    return fail("a restart session_open cannot be a genesis".into());
+                }
+                if u(open, "chain_open_seq") != seq
+                    || s(open, "prior_chain_head") != self.prev_hash
+                    || u(open, "prior_chain_seq") != self.prev_seq
+                {
+                    return fail(
+                        "restart session_open does not point at the previous receipt".into(),
+                    );
+                }
+            }
+            self.runs.insert(
+                run.to_owned(),
+                Run {
+                    open_nonce: s(open, "open_nonce").to_owned(),
+                    closed: false,
+                },
+            );
+            self.active = Some(run.to_owned());
+            return Ok(());
+        }
+        let Some(state) = self.runs.get(run).filter(|st| !st.closed) else {
+            return fail(format!("run {run} was not opened, or is closed"));
+        };
+        let active = self.active.as_deref() == Some(run);
+        if let Some(hb) = control(r, "heartbeat") {
+            if !active || s(hb, "run_nonce") != run || s(hb, "open_nonce") != state.open_nonce {
+                return fail("heartbeat for a run that is not the active one".into());
+            }
+            if s(hb, "chain_head") != self.prev_hash
+                || Some(u(hb, "chain_seq_head")) != seq.checked_sub(1)
+            {
+                return fail(
+                    "heartbeat chain_head / chain_seq_head is not the previous receipt".into(),
+                );
+            }
+        } else if let Some(c) = control(r, "close") {
+            if !active || s(c, "run_nonce") != run || s(c, "open_nonce") != state.open_nonce {
+                return fail("session_close for a run that is not the active one".into());
+            }
+            let count = (i - self.segment_start + 1) as u64;
+            if s(c, "root_hash") != self.prev_hash
+                || u(c, "final_seq") != seq
+                || u(c, "receipt_count") != count
+            {
+                return fail(format!(
+                    "session_close does not describe the segment (expected final_seq {seq}, receipt_count {count})"
+                ));
+            }
+            if let Some(st) = self.runs.get_mut(run) {
+                st.closed = true;
+            }
+            self.active = None;
+        }
+        Ok(())
+    }
+
+    fn policies(&mut self, line: usize, r: &Receipt, seq: u64) -> Result<(), Error> {
+        let policy = &self.opts.policy;
+        check_policy(r, policy)?;
+        if policy.replay_window > 0 {
+            let key = (
+                r.str_field("action_id").to_owned(),
+                r.str_field("decision_phase").to_owned(),
+            );
+            if self.recent_set.contains(&key) {
+                return Err(Error::Policy(format!(
+                    "replay: action_id {:?} appears again in the chain",
+                    key.0
+                )));
+            }
+            self.recent.push_back(key.clone());
+            self.recent_set.insert(key);
+            if self.recent.len() > policy.replay_window {
+                if let Some(old) = self.recent.pop_front() {
+                    self.recent_set.remove(&old);
+                }
+            }
+        }
+        if policy.forbid_reversal {
+            let action = (
+                r.str_field("action_type").to_owned(),
+                r.str_field("target").to_owned(),
+                r.str_field("method").to_owned(),
+            );
+            match r.str_field("verdict") {
+                "block" => {
+                    self.blocked.insert(action);
+                }
+                "allow" if self.blocked.contains(&action) => return Err(Error::Policy(format!(
+                    "verdict reversal: {} {} was blocked earlier in the chain and is now allowed",
+                    action.0, action.1
+                ))),
+                _ => {}
+            }
+        }
+        if let Some(rev) = self.opts.revoked.get(&r.signer_key.to_lowercase()) {
+            let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+            if ts >= rev.compromised_since {
+                self.summary.revoked.push(RevokedReceipt {
+                    line,
+                    seq,
+                    timestamp: r.str_field("timestamp").to_owned(),
+                    signer_key: r.signer_key.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The per-receipt policies (NUL bytes, age), for single receipts too.
+pub fn check_policy(r: &Receipt, policy: &Policy) -> Result<(), Error> {
+    if policy.forbid_nul {
+        if let Some(path) = find_nul(&Value::Object(r.action_record.clone()), "action_record") {
+            return Err(Error::Policy(format!("control byte NUL in {path}")));
+        }
+    }
+    if let Some(max_age) = policy.max_age {
+        let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+        let now = policy.now.unwrap_or_else(OffsetDateTime::now_utc);
+        if now - ts > max_age {
+            return Err(Error::Policy(format!(
+                "expired: timestamp {} is older than the maximum age",
+                r.str_field("timestamp")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn find_nul(v: &Value, path: &str) -> Option<String> {
+    match v {
+        Value::String(s) if s.contains('\0') => Some(path.to_owned()),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| find_nul(x, &format!("{path}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(format!("{path} (a key)"))
+            } else {
+                find_nul(x, &format!("{path}.{k}"))
+            }
+        }),
+        _ => None,
+    }
+}

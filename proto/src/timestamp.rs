@@ -1,0 +1,112 @@
+//! Timestamps as Pipelock writes and reads them (spec §1.5).
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Formats a UTC instant in Go's RFC3339Nano form: `Z`, fractional seconds
+/// only when non-zero, trailing zeros removed.
+pub fn format(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let mut s = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let nanos = t.nanosecond();
+    if nanos != 0 {
+        let frac = format!("{nanos:09}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+/// Now, in [`format`]'s form.
+pub fn now() -> String {
+    format(OffsetDateTime::now_utc())
+}
+
+/// Parses what pipelock-verify accepts:
+/// `YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|±HH:MM)`, upper-case `T` and `Z`,
+/// calendar-valid.
+pub fn parse(s: &str) -> Result<OffsetDateTime, String> {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    let mut i = 19;
+    let mut ok = shape;
+    if ok && b[i] == b'.' {
+        let start = i + 1;
+        i = start;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        ok = (1..=9).contains(&(i - start));
+    }
+    if ok {
+        ok = match b.get(i) {
+            Some(b'Z') => i + 1 == b.len(),
+            Some(b'+') | Some(b'-') => {
+                i + 6 == b.len() && digits(i + 1..i + 3) && b[i + 3] == b':' && digits(i + 4..i + 6)
+            }
+            _ => false,
+        };
+    }
+    if !ok {
+        return Err(format!("{s:?} is not an RFC 3339 timestamp"));
+    }
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("{s:?} is not a valid time: {e}"))
+}
+
+/// True when `s` is exactly in [`format`]'s canonical UTC form.
+pub fn is_canonical(s: &str) -> bool {
+    parse(s).is_ok_and(|t| format(t) == s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_rfc3339nano_form() {
+        let t = parse("2026-07-24T22:57:41.868192730Z").unwrap();
+        assert_eq!(format(t), "2026-07-24T22:57:41.86819273Z");
+        let t = parse("2026-04-15T14:00:00+02:00").unwrap();
+        assert_eq!(format(t), "2026-04-15T12:00:00Z");
+        assert!(is_canonical("2026-04-15T12:00:00.5Z"));
+        assert!(!is_canonical("2026-04-15T12:00:00.500Z"));
+        assert!(!is_canonical("2026-04-15T12:00:00+00:00"));
+    }
+
+    #[test]
+    fn rejects_what_pipelock_rejects() {
+        for bad in [
+            "2026-04-15t12:00:00Z",
+            "2026-04-15T12:00:00z",
+            "2026-02-30T12:00:00Z",
+            "2026-04-15T12:00:00.Z",
+            "2026-04-15T12:00:00.1234567890Z",
+            "2026-04-15 12:00:00Z",
+            "2026-04-15T12:00:00",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+}
