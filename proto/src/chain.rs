@@ -555,10 +555,12 @@ impl Walk<'_> {
                 "block" => {
                     self.blocked.insert(action);
                 }
-                "allow" if self.blocked.contains(&action) => return Err(Error::Policy(format!(
+                "allow" if self.blocked.contains(&action) => {
+                    return Err(Error::Policy(format!(
                     "verdict reversal: {} {} was blocked earlier in the chain and is now allowed",
                     action.0, action.1
-                ))),
+                )))
+                }
                 _ => {}
             }
         }

@@ -1,1 +1,105 @@
-fn main() {}
+//! `sigild`: the sigil signing daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sigil_signer::config::Config;
+
+/// sigil signing daemon: appends signed, hash-chained Pipelock receipts.
+///
+/// With no flags it runs the embedded default: a software Ed25519 key named
+/// "mediator" in ./sigil-data, gRPC on 127.0.0.1:7700, HTTP (key directory,
+/// health) on 127.0.0.1:7701. Flags override the config file.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Args {
+    /// TOML configuration file (see signer/sigild.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory: key records, chains/<chain>.jsonl, software seeds.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// gRPC listen address.
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// HTTP listen address (key directory, health).
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Seconds between heartbeat receipts on each chain (0: none).
+    #[arg(long)]
+    heartbeat_seconds: Option<u64>,
+    /// Log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    let mut config = match &args.config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("sigild: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.grpc_listen {
+        config.grpc_listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.http_listen = a;
+    }
+    if let Some(h) = args.heartbeat_seconds {
+        config.chains.heartbeat_seconds = h;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sigild: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(sigil_signer::server::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sigild: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}

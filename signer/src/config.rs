@@ -1,0 +1,169 @@
+//! Daemon configuration: a TOML file, overridden by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::chain::Settings;
+use crate::record::Limits;
+use crate::Error;
+
+/// The whole configuration. Every member has a default, so an empty file
+/// (or none) runs the embedded default: software key `mediator` in
+/// `./sigil-data`, gRPC on 127.0.0.1:7700, HTTP on 127.0.0.1:7701.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Data directory: key records, chains, seeds of the software backend.
+    pub data_dir: PathBuf,
+    /// gRPC listen address.
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address (directory, health).
+    pub http_listen: SocketAddr,
+    /// Name of the key that signs producer chains.
+    pub key_name: String,
+    /// Where keys live.
+    pub backend: BackendConfig,
+    /// Chain behaviour.
+    pub chains: ChainsConfig,
+    /// Input limits.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./sigil-data"),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 7701)),
+            key_name: "mediator".into(),
+            backend: BackendConfig::default(),
+            chains: ChainsConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// The key backend.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// Seeds in files under `seed_dir` (default `<data-dir>/seeds`).
+    Software {
+        /// Seed directory.
+        #[serde(default)]
+        seed_dir: Option<PathBuf>,
+    },
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig::Software { seed_dir: None }
+    }
+}
+
+/// Chain settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChainsConfig {
+    /// Seconds between heartbeat receipts on each chain (0: none).
+    pub heartbeat_seconds: u64,
+    /// Most receipts committed with one fsync.
+    pub max_batch: usize,
+    /// Requests queued per chain before callers wait.
+    pub queue_depth: usize,
+    /// Most chains the daemon holds.
+    pub max_chains: usize,
+    /// Recent receipts checked for a repeated action_id.
+    pub replay_window: usize,
+    /// `policy_hash` written into session controls.
+    pub policy_hash: String,
+}
+
+impl Default for ChainsConfig {
+    fn default() -> Self {
+        let s = Settings::default();
+        ChainsConfig {
+            heartbeat_seconds: s.heartbeat_seconds,
+            max_batch: s.max_batch,
+            queue_depth: s.queue_depth,
+            max_chains: 10_000,
+            replay_window: s.replay_window,
+            policy_hash: s.policy_hash,
+        }
+    }
+}
+
+/// Input limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest record, bytes.
+    pub max_record_bytes: usize,
+    /// Largest string in a record, bytes.
+    pub max_field_bytes: usize,
+    /// Largest gRPC message, bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        LimitsConfig {
+            max_record_bytes: l.max_record_bytes,
+            max_field_bytes: l.max_field_bytes,
+            max_message_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading config {}", path.display()), e))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Refuses settings that cannot be run safely.
+    pub fn check(&self) -> Result<(), Error> {
+        for (what, addr) in [
+            ("grpc_listen", self.grpc_listen),
+            ("http_listen", self.http_listen),
+        ] {
+            if !addr.ip().is_loopback() {
+                return Err(Error::Config(format!(
+                    "{what} {addr} is not a loopback address; without TLS configured sigild \
+                     listens on loopback only, so that no one else can append or sign"
+                )));
+            }
+        }
+        sigil_keys::KeyId::new(&self.key_name, 1)?;
+        if self.chains.max_batch == 0 || self.chains.queue_depth == 0 {
+            return Err(Error::Config(
+                "chains.max_batch and chains.queue_depth must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Chain settings for the sequencers.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            heartbeat_seconds: self.chains.heartbeat_seconds,
+            max_batch: self.chains.max_batch,
+            queue_depth: self.chains.queue_depth,
+            policy_hash: self.chains.policy_hash.clone(),
+            replay_window: self.chains.replay_window,
+        }
+    }
+
+    /// Record limits.
+    pub fn record_limits(&self) -> Limits {
+        Limits {
+            max_record_bytes: self.limits.max_record_bytes,
+            max_field_bytes: self.limits.max_field_bytes,
+        }
+    }
+}

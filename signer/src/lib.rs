@@ -1,0 +1,19 @@
+//! sigild: the sigil signing daemon.
+//!
+//! Producers append action records to named chains over gRPC; each chain's
+//! sequencer signs a Pipelock ActionReceipt v1 with the chain's key inside
+//! its backend, links it by hash to the previous receipt, and makes it
+//! durable before the reply.
+
+pub mod chain;
+pub mod config;
+mod error;
+pub mod http;
+pub mod keyring;
+pub mod record;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use error::Error;

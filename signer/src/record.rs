@@ -1,0 +1,219 @@
+//! A producer's record, checked before it reaches a chain.
+//!
+//! The producer sends action_record members in Pipelock's names; the daemon
+//! owns the members that place a receipt in a chain. Everything refused here
+//! is refused before a sequence number is taken, so nothing is appended.
+
+use serde_json::{Map, Value};
+use sigil_proto::receipt::schema::{Kind, ACTION_RECORD, ACTION_TYPES};
+use sigil_proto::{json, timestamp};
+
+use crate::Error;
+
+/// Members the daemon sets; a producer that sends one is refused.
+pub const DAEMON_OWNED: [&str; 7] = [
+    "version",
+    "timestamp",
+    "chain_prev_hash",
+    "chain_seq",
+    "run_nonce",
+    "key_transition",
+    "session_control",
+];
+
+/// Size limits on records.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest record JSON, in bytes.
+    pub max_record_bytes: usize,
+    /// Largest single string value, in bytes.
+    pub max_field_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_record_bytes: 64 * 1024,
+            max_field_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Parses and checks a record. Returns its members, without the daemon's.
+pub fn parse(text: &str, limits: &Limits) -> Result<Map<String, Value>, Error> {
+    let bad = |m: String| Err(Error::InvalidArgument(m));
+    if text.len() > limits.max_record_bytes {
+        return bad(format!(
+            "record: {} bytes is over the limit of {} bytes",
+            text.len(),
+            limits.max_record_bytes
+        ));
+    }
+    let value = json::parse(text).map_err(|e| Error::InvalidArgument(format!("record: {e}")))?;
+    let Value::Object(record) = value else {
+        return bad("record: must be a JSON object".into());
+    };
+    for key in record.keys() {
+        if DAEMON_OWNED.contains(&key.as_str()) {
+            return bad(format!("record.{key}: set by the daemon; leave it out"));
+        }
+        if ACTION_RECORD.field(key).is_none() {
+            return bad(format!("record: unknown field {key:?}"));
+        }
+    }
+    for (key, v) in &record {
+        check_value(v, &format!("record.{key}"), limits)?;
+    }
+    for name in ["action_type", "target", "verdict", "transport"] {
+        match record.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => {}
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return bad(format!("record.{name}: required and must not be empty"))
+            }
+            Some(_) => return bad(format!("record.{name}: must be a string")),
+        }
+    }
+    let action_type = record["action_type"].as_str().unwrap_or("");
+    if !ACTION_TYPES.contains(&action_type) {
+        return bad(format!(
+            "record.action_type: {action_type:?} is not one of {}",
+            ACTION_TYPES.join(", ")
+        ));
+    }
+    if let Some(id) = record.get("action_id") {
+        if id.as_str().is_none_or(str::is_empty) {
+            return bad("record.action_id: must be a non-empty string when given".into());
+        }
+    }
+    check_kinds(&record)?;
+    if let Some(Value::Array(sources)) = record.get("recent_taint_sources") {
+        for (i, src) in sources.iter().enumerate() {
+            let ts = src.get("timestamp").and_then(Value::as_str).unwrap_or("");
+            if !timestamp::is_canonical(ts) {
+                return bad(format!(
+                    "record.recent_taint_sources[{i}].timestamp: {ts:?} must be UTC RFC 3339 \
+                     as Go writes it (e.g. 2026-04-15T12:00:00.5Z: Z, no trailing zeros)"
+                ));
+            }
+        }
+    }
+    Ok(record)
+}
+
+/// NUL bytes and string sizes, at any depth.
+fn check_value(v: &Value, path: &str, limits: &Limits) -> Result<(), Error> {
+    match v {
+        Value::String(s) => {
+            if s.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "{path}: contains a NUL byte"
+                )));
+            }
+            if s.len() > limits.max_field_bytes {
+                return Err(Error::InvalidArgument(format!(
+                    "{path}: {} bytes is over the limit of {} bytes",
+                    s.len(),
+                    limits.max_field_bytes
+                )));
+            }
+            Ok(())
+        }
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| check_value(x, &format!("{path}[{i}]"), limits)),
+        Value::Object(m) => m.iter().try_for_each(|(k, x)| {
+            if k.contains('\0') {
+                return Err(Error::InvalidArgument(format!(
+                    "{path}: a key contains a NUL byte"
+                )));
+            }
+            check_value(x, &format!("{path}.{k}"), limits)
+        }),
+        Value::Number(n) if n.is_f64() => Err(Error::InvalidArgument(format!(
+            "{path}: receipts carry integers only, not {n}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Kinds and nested members, by encoding the record once: the encoder is
+/// the one statement of the format. Errors are renamed to the `record.` path.
+fn check_kinds(record: &Map<String, Value>) -> Result<(), Error> {
+    for (key, v) in record {
+        if let Some(field) = ACTION_RECORD.field(key) {
+            if matches!(field.kind, Kind::Str) && !v.is_string() && !v.is_null() {
+                return Err(Error::InvalidArgument(format!(
+                    "record.{key}: must be a string"
+                )));
+            }
+        }
+    }
+    sigil_proto::receipt::action_record_bytes(record).map_err(|e| {
+        let path = e.path.replacen("action_record", "record", 1);
+        Error::InvalidArgument(format!("{path}: {}", e.problem))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, &Limits::default()).unwrap_err().to_string()
+    }
+
+    const OK: &str =
+        r#"{"action_type":"read","target":"https://x","verdict":"allow","transport":"https"}"#;
+
+    #[test]
+    fn accepts_a_minimal_record() {
+        assert_eq!(parse(OK, &Limits::default()).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn each_bad_input_names_its_field() {
+        assert!(
+            err(r#"{"target":"t","verdict":"v","transport":"x"}"#).contains("record.action_type")
+        );
+        assert!(
+            err(r#"{"action_type":"read","verdict":"v","transport":"x"}"#)
+                .contains("record.target")
+        );
+        assert!(
+            err(r#"{"action_type":"read","target":"t","transport":"x"}"#)
+                .contains("record.verdict")
+        );
+        assert!(err(r#"{"action_type":"read","target":"t","verdict":"v"}"#)
+            .contains("record.transport"));
+        assert!(
+            err(r#"{"action_type":"fly","target":"t","verdict":"v","transport":"x"}"#)
+                .contains("\"fly\"")
+        );
+        assert!(err(
+            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","colour":1}"#
+        )
+        .contains("\"colour\""));
+        assert!(err(
+            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","chain_seq":1}"#
+        )
+        .contains("record.chain_seq: set by the daemon"));
+        assert!(err(r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","shield":{"body_bytes":"9"}}"#).contains("record.shield.body_bytes"));
+        assert!(err(r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","principal":"a\u0000b"}"#).contains("record.principal: contains a NUL"));
+        assert!(err(
+            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","a":1,"a":2}"#
+        )
+        .contains("duplicate"));
+        let big = format!(
+            r#"{{"action_type":"read","target":"{}","verdict":"v","transport":"x"}}"#,
+            "t".repeat(20_000)
+        );
+        assert!(err(&big).contains("record.target: 20000 bytes"));
+        let huge = format!(
+            r#"{{"action_type":"read","target":"t","verdict":"v","transport":"x","intent":"{}"}}"#,
+            "i".repeat(70_000)
+        );
+        assert!(err(&huge).contains("over the limit of 65536"));
+    }
+}

@@ -1,0 +1,157 @@
+//! The set of chains: created on first append, resumed at start, closed at
+//! shutdown.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, Mutex};
+
+use crate::chain::{self, ChainHandle, Command, Settings};
+use crate::keyring::Keyring;
+use crate::Error;
+
+/// Prefix of the daemon's own chains (ledgers); producers cannot use it.
+pub const RESERVED_PREFIX: &str = "sigil.";
+
+/// All chains of one data dir.
+pub struct Chains {
+    dir: PathBuf,
+    keyring: Arc<Keyring>,
+    settings: Arc<Settings>,
+    default_key: String,
+    max_chains: usize,
+    map: Mutex<HashMap<String, ChainHandle>>,
+}
+
+/// Checks a chain name: 1 to 64 characters of `[A-Za-z0-9._-]`.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(Error::InvalidArgument(format!(
+            "chain: {name:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
+        )));
+    }
+    Ok(())
+}
+
+/// The ledger chain recording what `key` signed through SignDigest.
+pub fn ledger_name(key: &str) -> String {
+    format!("{RESERVED_PREFIX}ledger.{key}")
+}
+
+impl Chains {
+    /// Chains stored under `dir`, signed by `default_key` unless a ledger.
+    pub fn new(
+        dir: PathBuf,
+        keyring: Arc<Keyring>,
+        settings: Arc<Settings>,
+        default_key: String,
+        max_chains: usize,
+    ) -> Self {
+        Chains {
+            dir,
+            keyring,
+            settings,
+            default_key,
+            max_chains,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The producer chain `name`, created if new.
+    pub async fn producer_chain(&self, name: &str) -> Result<ChainHandle, Error> {
+        check_name(name)?;
+        if name.starts_with(RESERVED_PREFIX) {
+            return Err(Error::InvalidArgument(format!(
+                "chain: names starting with {RESERVED_PREFIX:?} are reserved for the daemon's own chains"
+            )));
+        }
+        self.get(name, &self.default_key).await
+    }
+
+    /// The ledger chain of `key`.
+    pub async fn ledger(&self, key: &str) -> Result<ChainHandle, Error> {
+        self.get(&ledger_name(key), key).await
+    }
+
+    async fn get(&self, name: &str, key: &str) -> Result<ChainHandle, Error> {
+        let mut map = self.map.lock().await;
+        if let Some(h) = map.get(name) {
+            return Ok(h.clone());
+        }
+        if map.len() >= self.max_chains {
+            return Err(Error::ResourceExhausted(format!(
+                "chain: the daemon already holds its maximum of {} chains",
+                self.max_chains
+            )));
+        }
+        let h = chain::spawn(
+            name.to_owned(),
+            self.dir.join(format!("{name}.jsonl")),
+            key.to_owned(),
+            self.keyring.clone(),
+            self.settings.clone(),
+        );
+        map.insert(name.to_owned(), h.clone());
+        Ok(h)
+    }
+
+    /// Resumes every chain file in the directory with a restart open.
+    pub async fn resume_all(&self) -> Result<usize, Error> {
+        let mut names = Vec::new();
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing chains", e))?;
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(name) = file.strip_suffix(".jsonl") {
+                if check_name(name).is_ok() {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        names.sort();
+        for name in &names {
+            let key = match name
+                .strip_prefix(RESERVED_PREFIX)
+                .and_then(|r| r.strip_prefix("ledger."))
+            {
+                Some(k) => k.to_owned(),
+                None => self.default_key.clone(),
+            };
+            let h = self.get(name, &key).await?;
+            let (tx, rx) = oneshot::channel();
+            h.send(Command::Open { reply: tx }).await?;
+            rx.await
+                .map_err(|_| Error::Internal(format!("chain {name} stopped while opening")))??;
+        }
+        Ok(names.len())
+    }
+
+    /// Ends every chain's run with a session_close; waits for each.
+    pub async fn close_all(&self, reason: &str) {
+        let handles: Vec<(String, ChainHandle)> = self.map.lock().await.drain().collect();
+        for (name, h) in handles {
+            let (tx, rx) = oneshot::channel();
+            if h.send(Command::Close {
+                reason: reason.into(),
+                reply: tx,
+            })
+            .await
+            .is_ok()
+            {
+                match rx.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(chain = %name, error = %e, "session_close not written")
+                    }
+                    Err(_) => tracing::warn!(chain = %name, "chain stopped before closing"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Start-up, serving and shutdown.
+
+use std::fs::{self, File};
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::io::AsRawFd;
+use std::sync::Arc;
+
+use sigil_keys::software::SoftwareBackend;
+use sigil_keys::Backend;
+use sigil_proto::v1::receipts_server::ReceiptsServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::{BackendConfig, Config};
+use crate::keyring::Keyring;
+use crate::registry::Chains;
+use crate::service::ReceiptService;
+use crate::Error;
+
+/// Opens the configured key backend.
+pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
+    match &config.backend {
+        BackendConfig::Software { seed_dir } => {
+            let dir = seed_dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("seeds"));
+            Ok(Arc::new(SoftwareBackend::open(dir)?))
+        }
+    }
+}
+
+/// Takes an exclusive lock on the data dir, so two daemons never append to
+/// the same chain files. Held until the returned file is dropped.
+fn lock_data_dir(config: &Config) -> Result<File, Error> {
+    let path = config.data_dir.join("LOCK");
+    let f =
+        File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    // SAFETY: flock on a file descriptor we own; no memory is touched.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Config(format!(
+            "data dir {} is in use by another sigild",
+            config.data_dir.display()
+        )));
+    }
+    Ok(f)
+}
+
+/// Runs the daemon until `shutdown` completes, then drains: no new
+/// requests, in-flight appends finish, every chain's run ends with a
+/// session_close. Prints one `sigild ready ...` line on stdout once both
+/// listeners accept.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    config.check()?;
+    let chains_dir = config.data_dir.join("chains");
+    fs::create_dir_all(&chains_dir)
+        .map_err(|e| Error::io(format!("creating {}", chains_dir.display()), e))?;
+    fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("restricting the data dir", e))?;
+    let _lock = lock_data_dir(&config)?;
+
+    let backend = open_backend(&config)?;
+    let keyring = Arc::new(Keyring::open(&config.data_dir, backend)?);
+    let k = keyring.clone();
+    let name = config.key_name.clone();
+    let active = tokio::task::spawn_blocking(move || k.ensure(&name))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+    tracing::info!(key = %active.id, public_key = %active.public_hex, "signing key ready");
+
+    let chains = Arc::new(Chains::new(
+        chains_dir,
+        keyring.clone(),
+        Arc::new(config.settings()),
+        config.key_name.clone(),
+        config.chains.max_chains,
+    ));
+    let resumed = chains.resume_all().await?;
+    tracing::info!(chains = resumed, "chains resumed");
+
+    let grpc = TcpListener::bind(config.grpc_listen)
+        .await
+        .map_err(|e| Error::io(format!("binding gRPC {}", config.grpc_listen), e))?;
+    let http = TcpListener::bind(config.http_listen)
+        .await
+        .map_err(|e| Error::io(format!("binding HTTP {}", config.http_listen), e))?;
+    let grpc_addr = grpc
+        .local_addr()
+        .map_err(|e| Error::io("gRPC address", e))?;
+    let http_addr = http
+        .local_addr()
+        .map_err(|e| Error::io("HTTP address", e))?;
+
+    let service = ReceiptService::new(chains.clone(), keyring.clone(), config.record_limits());
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ReceiptsServer<ReceiptService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(sigil_proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let max = config.limits.max_message_bytes;
+    let receipts = ReceiptsServer::new(service)
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut grpc_stop = stop_rx.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(receipts)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            }),
+    );
+    let mut http_stop = stop_rx.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http, crate::http::router(keyring).into_make_service())
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    println!("sigild ready grpc={grpc_addr} http={http_addr}");
+
+    shutdown.await;
+    tracing::info!("shutting down: draining in-flight requests");
+    let _ = stop_tx.send(true);
+    match grpc_task.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "gRPC server"),
+        Err(e) => tracing::error!(error = %e, "gRPC task"),
+    }
+    chains.close_all("shutdown").await;
+    let _ = http_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}

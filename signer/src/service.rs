@@ -1,0 +1,198 @@
+//! The `sigil.v1.Receipts` gRPC service.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sigil_proto::v1::receipts_server::Receipts;
+use sigil_proto::v1::{
+    append_stream_reply, AppendError, AppendRequest, AppendResponse, AppendStreamReply,
+    GetDirectoryRequest, GetDirectoryResponse, SignDigestRequest, SignDigestResponse,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::chain::{Appended, Command};
+use crate::keyring::Keyring;
+use crate::record::{self, Limits};
+use crate::registry::{self, Chains};
+use crate::Error;
+
+/// Replies a stream may have outstanding before it stops reading requests.
+const STREAM_WINDOW: usize = 4096;
+
+/// The producer service (cheap to clone: shared state is behind `Arc`s).
+#[derive(Clone)]
+pub struct ReceiptService {
+    chains: Arc<Chains>,
+    keyring: Arc<Keyring>,
+    limits: Limits,
+}
+
+impl ReceiptService {
+    /// A service over these chains and keys.
+    pub fn new(chains: Arc<Chains>, keyring: Arc<Keyring>, limits: Limits) -> Self {
+        ReceiptService {
+            chains,
+            keyring,
+            limits,
+        }
+    }
+
+    /// Checks a request and queues it on its chain; the receiver yields the
+    /// durable receipt.
+    async fn submit(
+        &self,
+        req: AppendRequest,
+    ) -> Result<oneshot::Receiver<Result<Appended, Error>>, Error> {
+        registry::check_name(&req.chain)?;
+        let record = record::parse(&req.record_json, &self.limits)?;
+        let chain = self.chains.producer_chain(&req.chain).await?;
+        let (tx, rx) = oneshot::channel();
+        chain.send(Command::Append { record, reply: tx }).await?;
+        Ok(rx)
+    }
+}
+
+async fn finish(
+    chain: String,
+    correlation_id: u64,
+    rx: oneshot::Receiver<Result<Appended, Error>>,
+) -> Result<AppendResponse, Error> {
+    let a = rx
+        .await
+        .map_err(|_| Error::Unavailable("chain task stopped before replying".into()))??;
+    Ok(AppendResponse {
+        chain,
+        chain_seq: a.seq,
+        receipt_hash: a.hash,
+        receipt_json: a.line,
+        correlation_id,
+    })
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<AppendStreamReply, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Receipts for ReceiptService {
+    async fn append(
+        &self,
+        request: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let req = request.into_inner();
+        let (chain, id) = (req.chain.clone(), req.correlation_id);
+        let rx = self.submit(req).await?;
+        Ok(Response::new(finish(chain, id, rx).await?))
+    }
+
+    type AppendStreamStream = ReplyStream;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<AppendRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (order_tx, mut order_rx) = mpsc::channel(STREAM_WINDOW);
+        let (out_tx, out_rx) = mpsc::channel(STREAM_WINDOW);
+        let svc = self.clone();
+        // Reader: checks and queues each request without waiting for its
+        // receipt, so many are in flight; order is kept by `order_tx`.
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                let req = match msg {
+                    Ok(r) => r,
+                    Err(status) => {
+                        let _ = order_tx.send(Err((0, status))).await;
+                        break;
+                    }
+                };
+                let (chain, id) = (req.chain.clone(), req.correlation_id);
+                let item = match svc.submit(req).await {
+                    Ok(rx) => Ok((chain, id, rx)),
+                    Err(e) => Err((id, Status::from(e))),
+                };
+                if order_tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        });
+        // Writer: awaits receipts in request order.
+        tokio::spawn(async move {
+            while let Some(item) = order_rx.recv().await {
+                let reply = match item {
+                    Ok((chain, id, rx)) => match finish(chain, id, rx).await {
+                        Ok(r) => reply_ok(id, r),
+                        Err(e) => reply_err(id, Status::from(e)),
+                    },
+                    Err((id, status)) => reply_err(id, status),
+                };
+                if out_tx.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn sign_digest(
+        &self,
+        request: Request<SignDigestRequest>,
+    ) -> Result<Response<SignDigestResponse>, Status> {
+        let req = request.into_inner();
+        let digest: [u8; 32] = req.digest.as_slice().try_into().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "digest: must be exactly 32 bytes, got {}",
+                req.digest.len()
+            ))
+        })?;
+        if self.keyring.active(&req.key).is_none() {
+            return Err(Error::NotFound(format!("key: no active key named {:?}", req.key)).into());
+        }
+        let ledger = self.chains.ledger(&req.key).await?;
+        let (tx, rx) = oneshot::channel();
+        ledger
+            .send(Command::SignDigest {
+                digest,
+                principal: "anonymous".into(),
+                reply: tx,
+            })
+            .await?;
+        let s = rx
+            .await
+            .map_err(|_| Error::Unavailable("ledger task stopped before replying".into()))??;
+        Ok(Response::new(SignDigestResponse {
+            signature: s.signature.to_vec(),
+            signer_key: s.key.public_hex,
+            key_version: s.key.id.to_string(),
+            ledger_chain: registry::ledger_name(&req.key),
+            ledger_seq: s.ledger.seq,
+        }))
+    }
+
+    async fn get_directory(
+        &self,
+        _: Request<GetDirectoryRequest>,
+    ) -> Result<Response<GetDirectoryResponse>, Status> {
+        Ok(Response::new(GetDirectoryResponse {
+            directory_json: self.keyring.directory().to_json(),
+        }))
+    }
+}
+
+fn reply_ok(id: u64, r: AppendResponse) -> AppendStreamReply {
+    AppendStreamReply {
+        correlation_id: id,
+        result: Some(append_stream_reply::Result::Receipt(r)),
+    }
+}
+
+fn reply_err(id: u64, s: Status) -> AppendStreamReply {
+    AppendStreamReply {
+        correlation_id: id,
+        result: Some(append_stream_reply::Result::Error(AppendError {
+            code: s.code() as i32,
+            message: s.message().to_owned(),
+        })),
+    }
+}
