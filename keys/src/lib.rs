@@ -12,6 +12,7 @@ mod id;
 pub mod pkcs11;
 mod secret;
 pub mod software;
+pub mod yubihsm;
 
 pub use error::KeyError;
 pub use id::{KeyId, PublicKey, Signature};
