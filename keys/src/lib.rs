@@ -12,6 +12,8 @@ mod id;
 pub mod pkcs11;
 mod secret;
 pub mod software;
+#[cfg(feature = "tpm")]
+pub mod tpm;
 pub mod yubihsm;
 
 pub use error::KeyError;
