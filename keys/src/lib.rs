@@ -9,10 +9,16 @@
 
 mod error;
 mod id;
+pub mod pkcs11;
+mod secret;
 pub mod software;
+#[cfg(feature = "tpm")]
+pub mod tpm;
+pub mod yubihsm;
 
 pub use error::KeyError;
 pub use id::{KeyId, PublicKey, Signature};
+pub use secret::SecretSource;
 
 /// How a backend holds a key, for the key directory and for auditors.
 #[derive(Clone, Debug, PartialEq, Eq)]

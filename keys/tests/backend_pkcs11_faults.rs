@@ -1,0 +1,97 @@
+//! Recovery of the PKCS#11 backend after its sessions are closed from
+//! outside (`C_CloseAllSessions`), against SoftHSM2.
+//!
+//! These tests live in their own binary and run one after the other inside
+//! a single test: closing sessions from outside is a process-wide event.
+//! SoftHSM hands out session handle numbers from one process-wide table and
+//! reuses them, so a session closed behind a backend's back may come back
+//! under the same number for somebody else; another test running in the
+//! same process would be disturbed.
+
+#[allow(dead_code)]
+#[path = "common/softhsm.rs"]
+mod softhsm;
+
+use std::path::Path;
+
+use sigil_keys::pkcs11::{close_all_sessions, Pkcs11Backend};
+use sigil_keys::{Backend, KeyId};
+use softhsm::{fixture, verify, MODULE};
+
+const TOKENS: &[&str] = &["fault", "load"];
+
+#[test]
+fn signing_recovers_after_sessions_are_closed_from_outside() {
+    recovers_after_all_sessions_are_closed();
+    recovers_under_load();
+}
+
+fn recovers_after_all_sessions_are_closed() {
+    let cfg = fixture(TOKENS).config("fault");
+    let backend = Pkcs11Backend::open(&cfg).unwrap();
+    let id = KeyId::new("fault", 1).unwrap();
+    let public = backend.generate(&id).unwrap();
+    verify(&public, b"before", &backend.sign(&id, b"before").unwrap());
+
+    for round in 0..3 {
+        close_all_sessions(Path::new(MODULE), "fault").unwrap();
+        let msg = format!("after close {round}");
+        let sig = backend.sign(&id, msg.as_bytes()).expect("sign recovers");
+        verify(&public, msg.as_bytes(), &sig);
+        assert_eq!(backend.find(&id).unwrap(), Some(public));
+    }
+}
+
+/// Several threads sign while all sessions are closed from outside, again
+/// and again: every pooled session dies at once and the workers recover
+/// concurrently (handle numbers are reused by SoftHSM, so stale sessions
+/// must be abandoned, never closed or used).
+///
+/// SoftHSM 2.6 frees a session's memory in `C_CloseAllSessions` even while
+/// another thread is inside `C_Sign` on it (a use-after-free in the module:
+/// it segfaults within a few hundred closes). So the closes here happen
+/// between calls, never during one: each sign holds a read lock, each close
+/// the write lock. Real tokens are behind a driver or a network and do not
+/// share memory with us; this is the part of the fault we can reproduce.
+fn recovers_under_load() {
+    let mut cfg = fixture(TOKENS).config("load");
+    cfg.sessions = 3;
+    let backend = Pkcs11Backend::open(&cfg).unwrap();
+    let id = KeyId::new("load", 1).unwrap();
+    let public = backend.generate(&id).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let between_calls = std::sync::RwLock::new(());
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (backend, id, stop, gate) = (&backend, &id, &stop, &between_calls);
+                s.spawn(move || {
+                    let mut ok = 0u32;
+                    let mut i = 0u32;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let msg = format!("{t}:{i}");
+                        let result = {
+                            let _in_call = gate.read().unwrap();
+                            backend.sign(id, msg.as_bytes())
+                        };
+                        let sig = result.expect("one close per call is always recovered");
+                        verify(&public, msg.as_bytes(), &sig);
+                        ok += 1;
+                        i += 1;
+                    }
+                    ok
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(15));
+            let _no_call_in_flight = between_calls.write().unwrap();
+            close_all_sessions(Path::new(MODULE), "load").unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(15));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let ok: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert!(ok > 20, "{ok} signatures");
+    });
+    verify(&public, b"after", &backend.sign(&id, b"after").unwrap());
+}
