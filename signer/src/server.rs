@@ -10,7 +10,7 @@ use sigil_keys::software::SoftwareBackend;
 use sigil_keys::Backend;
 use sigil_proto::v1::receipts_server::ReceiptsServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::{BackendConfig, Config};
 use crate::keyring::Keyring;
@@ -116,9 +116,12 @@ pub async fn run(
             .add_service(health)
             .add_service(reflection)
             .add_service(receipts)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
-            }),
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                },
+            ),
     );
     let mut http_stop = stop_rx.clone();
     let http_task = tokio::spawn(async move {

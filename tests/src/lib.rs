@@ -1,1 +1,244 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: start and stop a real sigild on
+//! a temporary data dir and free loopback ports, run the `sigil` CLI, and
+//! run Pipelock's own verifier.
+//!
+//! The binaries are taken from the cargo target dir next to the test
+//! executable; `scripts/test.sh` builds them first (`cargo build --bins`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of a workspace binary (`sigild`, `sigil`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Pipelock vectors shipped in the repository.
+pub fn vectors() -> PathBuf {
+    workspace().join("tests/vectors")
+}
+
+/// A running sigild.
+pub struct Daemon {
+    child: Option<Child>,
+    /// Its data dir.
+    pub data_dir: PathBuf,
+    /// gRPC endpoint, `http://127.0.0.1:P`.
+    pub endpoint: String,
+    /// HTTP address, `127.0.0.1:P`.
+    pub http: String,
+}
+
+impl Daemon {
+    /// Starts sigild on `data_dir` with ephemeral loopback ports and no
+    /// heartbeats, plus `extra` arguments; waits until it is ready.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Daemon {
+        Self::try_start(data_dir, extra).unwrap_or_else(|e| panic!("sigild did not start: {e}"))
+    }
+
+    /// Like [`Daemon::start`], returning sigild's complaint on failure.
+    pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Daemon, String> {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--grpc-listen".into(),
+            "127.0.0.1:0".into(),
+            "--http-listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        if !extra.iter().any(|a| *a == "--heartbeat-seconds") {
+            args.extend(["--heartbeat-seconds".into(), "0".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let log = data_dir.with_extension("sigild.log");
+        let mut child = Command::new(bin("sigild"))
+            .args(&args)
+            .env("SIGIL_LOG", "info")
+            .env("TSS2_LOG", "all+none")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(str::to_owned)
+        };
+        match (field("grpc="), field("http=")) {
+            (Some(g), Some(h)) => Ok(Daemon {
+                child: Some(child),
+                data_dir: data_dir.to_owned(),
+                endpoint: format!("http://{g}"),
+                http: h,
+            }),
+            _ => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                Err(format!(
+                    "{status:?}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    /// Path of chain `name`'s file.
+    pub fn chain_path(&self, name: &str) -> PathBuf {
+        self.data_dir.join("chains").join(format!("{name}.jsonl"))
+    }
+
+    /// Public key (hex) of the first (active) directory entry.
+    pub fn active_key(&self) -> String {
+        let out = sigil(&["--endpoint", &self.endpoint, "directory"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dir: serde_json::Value = serde_json::from_slice(&out.stdout).expect("directory JSON");
+        dir["keys"][0]["public_key"]
+            .as_str()
+            .expect("public_key")
+            .to_owned()
+    }
+
+    /// Kills sigild with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops sigild with SIGTERM and waits for it; returns its success.
+    pub fn terminate(&mut self) -> bool {
+        match self.child.take() {
+            Some(mut c) => {
+                // SAFETY: signalling our own child process by its pid.
+                unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                c.wait().map(|s| s.success()).unwrap_or(false)
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs the `sigil` CLI.
+pub fn sigil(args: &[&str]) -> Output {
+    Command::new(bin("sigil"))
+        .args(args)
+        .output()
+        .expect("run sigil")
+}
+
+/// Runs `sigil` with `stdin` as standard input.
+pub fn sigil_stdin(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(bin("sigil"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run sigil");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("sigil output")
+}
+
+/// Path of Pipelock's verifier CLI: `$PIPELOCK_VERIFY`, or the project's
+/// virtualenv that scripts/test.sh creates.
+pub fn pipelock_verify_bin() -> PathBuf {
+    let p = std::env::var_os("PIPELOCK_VERIFY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join(".venv/bin/pipelock-verify"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which installs pipelock-verify==0.4.1 into .venv",
+        p.display()
+    );
+    p
+}
+
+/// Runs `pipelock-verify FILE --key KEY --session-id SID
+/// [--rotation-endorsement E]...`; returns (exit success, combined output).
+pub fn pipelock_verify(
+    file: &Path,
+    key: &str,
+    session_id: &str,
+    endorsements: &[PathBuf],
+) -> (bool, String) {
+    let mut cmd = Command::new(pipelock_verify_bin());
+    cmd.arg(file)
+        .args(["--key", key, "--session-id", session_id]);
+    for e in endorsements {
+        cmd.arg("--rotation-endorsement").arg(e);
+    }
+    let out = cmd.output().expect("run pipelock-verify");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A valid record, distinct per `i`.
+pub fn record(i: usize) -> String {
+    serde_json::json!({
+        "action_type": "write",
+        "target": format!("https://api.example.com/v1/items/{i}"),
+        "verdict": if i % 7 == 0 { "block" } else { "allow" },
+        "transport": "https",
+        "method": "POST",
+        "principal": "org:tests",
+        "actor": "agent:tests",
+    })
+    .to_string()
+}
+
+/// Waits until `f` is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
