@@ -45,16 +45,66 @@ impl Default for Config {
     }
 }
 
-/// The key backend.
+/// The key backend. Secrets (PINs, passwords, auth values) are never in the
+/// config itself: it names their source, `file:PATH` (mode 0600) or
+/// `env:VAR`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum BackendConfig {
-    /// Seeds in files under `seed_dir` (default `<data-dir>/seeds`).
+    /// Seeds in files under `seed_dir` (default `<data-dir>/seeds`): the
+    /// embedded default, for development and first runs.
     Software {
         /// Seed directory.
         #[serde(default)]
         seed_dir: Option<PathBuf>,
     },
+    /// A PKCS#11 token, named by an RFC 7512 URI.
+    Pkcs11 {
+        /// e.g. `pkcs11:token=sigil?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/sigil/pin`.
+        uri: String,
+        /// Sessions in the pool (overrides the URI's `x-sessions`).
+        #[serde(default)]
+        sessions: Option<usize>,
+    },
+    /// A YubiHSM 2 through yubihsm-connector.
+    Yubihsm {
+        /// Connector URL, `http://HOST:PORT` (default `http://127.0.0.1:12345`).
+        #[serde(default = "default_connector")]
+        connector: String,
+        /// Authentication key object id.
+        auth_key_id: u16,
+        /// Password source, `file:PATH` or `env:VAR`.
+        password: String,
+        /// Domain (1 to 16) for new keys.
+        #[serde(default = "default_domain")]
+        domain: u8,
+        /// Connector timeout, milliseconds.
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// A TPM 2.0 sealing the Ed25519 seed (TPMs cannot sign Ed25519).
+    Tpm {
+        /// TCTI: `device:/dev/tpmrm0`, or `swtpm:host=127.0.0.1,port=2321`.
+        tcti: String,
+        /// Sealed blobs (default `<data-dir>/tpm`).
+        #[serde(default)]
+        dir: Option<PathBuf>,
+        /// Auth value source for the sealed objects, `file:PATH` or `env:VAR`.
+        #[serde(default)]
+        auth: Option<String>,
+    },
+}
+
+fn default_connector() -> String {
+    "http://127.0.0.1:12345".into()
+}
+
+fn default_domain() -> u8 {
+    1
+}
+
+fn default_timeout_ms() -> u64 {
+    5_000
 }
 
 impl Default for BackendConfig {

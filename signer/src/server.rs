@@ -2,12 +2,15 @@
 
 use std::fs::{self, File};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
+use sigil_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use sigil_keys::software::SoftwareBackend;
-use sigil_keys::Backend;
+use sigil_keys::yubihsm::{YubiHsmBackend, YubiHsmConfig, YubiHsmConnection};
+use sigil_keys::{Backend, SecretSource};
 use sigil_proto::v1::receipts_server::ReceiptsServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -18,7 +21,8 @@ use crate::registry::Chains;
 use crate::service::ReceiptService;
 use crate::Error;
 
-/// Opens the configured key backend.
+/// Opens the configured key backend. Blocking: tokens are opened and
+/// logged in to here, so a wrong PIN or a missing module stops the start.
 pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
     match &config.backend {
         BackendConfig::Software { seed_dir } => {
@@ -27,7 +31,76 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
                 .unwrap_or_else(|| config.data_dir.join("seeds"));
             Ok(Arc::new(SoftwareBackend::open(dir)?))
         }
+        BackendConfig::Pkcs11 { uri, sessions } => {
+            let mut cfg = Pkcs11Config::from_uri(uri)?;
+            if let Some(n) = sessions {
+                cfg.sessions = *n;
+            }
+            Ok(Arc::new(Pkcs11Backend::open(&cfg)?))
+        }
+        BackendConfig::Yubihsm {
+            connector,
+            auth_key_id,
+            password,
+            domain,
+            timeout_ms,
+        } => {
+            let bad = || {
+                Error::Config(format!(
+                    "backend.connector {connector:?} must be http://HOST:PORT"
+                ))
+            };
+            let rest = connector.strip_prefix("http://").ok_or_else(bad)?;
+            let (addr, port) = rest
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .ok_or_else(bad)?;
+            let port = port.parse().map_err(|_| bad())?;
+            let cfg = YubiHsmConfig {
+                connection: YubiHsmConnection::Http {
+                    addr: addr.to_owned(),
+                    port,
+                    timeout_ms: *timeout_ms,
+                },
+                auth_key_id: *auth_key_id,
+                password: SecretSource::parse(password, "yubihsm")?,
+                domain: *domain,
+            };
+            Ok(Arc::new(YubiHsmBackend::open(&cfg)?))
+        }
+        BackendConfig::Tpm { tcti, dir, auth } => open_tpm(config, tcti, dir, auth),
     }
+}
+
+#[cfg(feature = "tpm")]
+fn open_tpm(
+    config: &Config,
+    tcti: &str,
+    dir: &Option<std::path::PathBuf>,
+    auth: &Option<String>,
+) -> Result<Arc<dyn Backend>, Error> {
+    use sigil_keys::tpm::{TpmBackend, TpmConfig};
+    let cfg = TpmConfig {
+        tcti: tcti.to_owned(),
+        dir: dir.clone().unwrap_or_else(|| config.data_dir.join("tpm")),
+        auth: auth
+            .as_deref()
+            .map(|a| SecretSource::parse(a, "tpm"))
+            .transpose()?,
+    };
+    Ok(Arc::new(TpmBackend::open(&cfg)?))
+}
+
+#[cfg(not(feature = "tpm"))]
+fn open_tpm(
+    _: &Config,
+    _: &str,
+    _: &Option<std::path::PathBuf>,
+    _: &Option<String>,
+) -> Result<Arc<dyn Backend>, Error> {
+    Err(Error::Config(
+        "this sigild was built without the tpm feature; rebuild with --features tpm".into(),
+    ))
 }
 
 /// Takes an exclusive lock on the data dir, so two daemons never append to
@@ -47,13 +120,29 @@ fn lock_data_dir(config: &Config) -> Result<File, Error> {
     Ok(f)
 }
 
-/// Runs the daemon until `shutdown` completes, then drains: no new
-/// requests, in-flight appends finish, every chain's run ends with a
-/// session_close. Prints one `sigild ready ...` line on stdout once both
-/// listeners accept.
+/// Runs the daemon with the configured backend until `shutdown`
+/// completes. Prints one `sigild ready grpc=ADDR http=ADDR` line on stdout
+/// once both listeners accept.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    config.check()?;
+    let backend = open_backend(&config)?;
+    run_with_backend(config, backend, shutdown, |grpc, http| {
+        println!("sigild ready grpc={grpc} http={http}");
+    })
+    .await
+}
+
+/// Runs the daemon over `backend` until `shutdown` completes, then drains:
+/// no new requests, in-flight appends finish, every chain's run ends with a
+/// session_close. `ready` gets the bound addresses once both listen.
+pub async fn run_with_backend(
+    config: Config,
+    backend: Arc<dyn Backend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), Error> {
     config.check()?;
     let chains_dir = config.data_dir.join("chains");
@@ -63,7 +152,6 @@ pub async fn run(
         .map_err(|e| Error::io("restricting the data dir", e))?;
     let _lock = lock_data_dir(&config)?;
 
-    let backend = open_backend(&config)?;
     let keyring = Arc::new(Keyring::open(&config.data_dir, backend)?);
     let k = keyring.clone();
     let name = config.key_name.clone();
@@ -131,7 +219,7 @@ pub async fn run(
             })
             .await
     });
-    println!("sigild ready grpc={grpc_addr} http={http_addr}");
+    ready(grpc_addr, http_addr);
 
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod tokens;
+
 /// Path of a workspace binary (`sigild`, `sigil`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -54,6 +56,15 @@ impl Daemon {
 
     /// Like [`Daemon::start`], returning sigild's complaint on failure.
     pub fn try_start(data_dir: &Path, extra: &[&str]) -> Result<Daemon, String> {
+        Self::try_start_env(data_dir, extra, &[])
+    }
+
+    /// Like [`Daemon::try_start`], with extra environment variables.
+    pub fn try_start_env(
+        data_dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, String> {
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data_dir.display().to_string(),
@@ -71,6 +82,7 @@ impl Daemon {
             .args(&args)
             .env("SIGIL_LOG", "info")
             .env("TSS2_LOG", "all+none")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).map_err(|e| e.to_string())?)
             .spawn()
@@ -241,4 +253,130 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     f()
+}
+
+/// A sigild running inside the test process over a given backend (for
+/// backends that exist only in process, such as the YubiHSM MockHsm, or to
+/// inject token faults between calls). Real gRPC over loopback all the same.
+pub struct InProcess {
+    /// gRPC endpoint.
+    pub endpoint: String,
+    /// HTTP address.
+    pub http: String,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl InProcess {
+    /// Starts the daemon on its own runtime thread.
+    pub fn start(data_dir: &Path, backend: std::sync::Arc<dyn sigil_keys::Backend>) -> InProcess {
+        let mut config = sigil_signer::config::Config::default();
+        config.data_dir = data_dir.to_owned();
+        config.grpc_listen = "127.0.0.1:0".parse().unwrap();
+        config.http_listen = "127.0.0.1:0".parse().unwrap();
+        config.chains.heartbeat_seconds = 0;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            rt.block_on(sigil_signer::server::run_with_backend(
+                config,
+                backend,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |g, h| {
+                    let _ = ready_tx.send((g, h));
+                },
+            ))
+            .map_err(|e| e.to_string())
+        });
+        let (g, h) = ready_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("in-process sigild ready");
+        InProcess {
+            endpoint: format!("http://{g}"),
+            http: h.to_string(),
+            data_dir: data_dir.to_owned(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Path of chain `name`'s file.
+    pub fn chain_path(&self, name: &str) -> PathBuf {
+        self.data_dir.join("chains").join(format!("{name}.jsonl"))
+    }
+
+    /// Shuts down (drain and session_close) and waits.
+    pub fn stop(mut self) -> Result<(), String> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), String> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "daemon thread panicked".to_string())?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// The directory entry list from a daemon's gRPC endpoint.
+pub fn directory_keys(endpoint: &str) -> Vec<serde_json::Value> {
+    let out = sigil(&["--endpoint", endpoint, "directory"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir: serde_json::Value = serde_json::from_slice(&out.stdout).expect("directory JSON");
+    dir["keys"].as_array().expect("keys").clone()
+}
+
+/// Appends `n` records to each of `chains` with the CLI-free Rust client,
+/// `producers` tasks at a time; returns the acknowledged receipt lines per
+/// chain.
+pub async fn append_many(
+    endpoint: &str,
+    chains: &[&str],
+    n: usize,
+    producers: usize,
+) -> Vec<(String, String)> {
+    let mut tasks = Vec::new();
+    for p in 0..producers {
+        let endpoint = endpoint.to_owned();
+        let chains: Vec<String> = chains.iter().map(|c| c.to_string()).collect();
+        tasks.push(tokio::spawn(async move {
+            let mut client = sigil_client::Client::connect(&endpoint).await.unwrap();
+            let mut acked = Vec::new();
+            for i in (p..n * chains.len()).step_by(producers) {
+                let chain = &chains[i % chains.len()];
+                match client.append(chain, &record(i)).await {
+                    Ok(r) => acked.push((chain.clone(), r.receipt_json)),
+                    Err(e) => panic!("append failed: {e}"),
+                }
+            }
+            acked
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
 }
