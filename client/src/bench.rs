@@ -57,18 +57,48 @@ impl Drop for Daemon {
     }
 }
 
-fn start(args: &BenchArgs) -> Result<Daemon, ClientError> {
-    let bin = match &args.sigild {
-        Some(p) => p.clone(),
+fn sigild(args: &BenchArgs) -> Result<PathBuf, ClientError> {
+    match &args.sigild {
+        Some(p) => Ok(p.clone()),
         None => std::env::current_exe()
             .ok()
             .and_then(|p| p.parent().map(|d| d.join("sigild")))
-            .ok_or_else(|| ClientError::Input("cannot locate sigild; pass --sigild".into()))?,
-    };
-    let dir = tempfile::tempdir().map_err(|source| ClientError::Io {
-        what: "temp dir".into(),
-        source,
-    })?;
+            .ok_or_else(|| ClientError::Input("cannot locate sigild; pass --sigild".into())),
+    }
+}
+
+/// The backend's raw rates, from `sigild --bench-token-seconds`:
+/// (backend, [(callers, signatures/s)]).
+fn token_rates(args: &BenchArgs, dir: &std::path::Path) -> Result<(String, Vec<(usize, f64)>), ClientError> {
+    let bin = sigild(args)?;
+    let out = Command::new(&bin)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--bench-token-seconds", "2"])
+        .args(&args.sigild_args)
+        .env("SIGIL_LOG", "warn")
+        .output()
+        .map_err(|source| ClientError::Io { what: format!("running {}", bin.display()), source })?;
+    if !out.status.success() {
+        return Err(ClientError::Input(format!(
+            "sigild --bench-token-seconds failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    let mut backend = String::new();
+    let mut rates = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_owned);
+        if let (Some(b), Some(t), Some(r)) = (field("backend="), field("threads="), field("rate=")) {
+            backend = b;
+            rates.push((t.parse().unwrap_or(1), r.parse().unwrap_or(0.0)));
+        }
+    }
+    Ok((backend, rates))
+}
+
+fn start(args: &BenchArgs, dir: tempfile::TempDir) -> Result<Daemon, ClientError> {
+    let bin = sigild(args)?;
     let mut child = Command::new(&bin)
         .arg("--data-dir")
         .arg(dir.path())
@@ -274,7 +304,9 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
     let raw = tokio::task::spawn_blocking(|| raw_sign_rate(Duration::from_secs(2)))
         .await
         .map_err(|e| ClientError::Input(e.to_string()))?;
-    let daemon = start(&args)?;
+    let dir = tempfile::tempdir().map_err(|source| ClientError::Io { what: "temp dir".into(), source })?;
+    let (backend, token) = token_rates(&args, dir.path())?;
+    let daemon = start(&args, dir)?;
     let client = Client::connect(&daemon.endpoint).await?;
     // Warm up: chain creation and connection set-up are not measured.
     let mut results = Vec::new();
@@ -298,19 +330,26 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
         .await
         .map_err(|e| ClientError::Input(e.to_string()))?;
     let raw = (raw + raw_after) / 2.0;
-    println!("raw Ed25519 signing, one core, in process: {raw:.0}/s (mean of before and after)");
+    println!("raw Ed25519 signing, ed25519-dalek, one core, in process: {raw:.0}/s (mean of before and after)");
+    for (threads, rate) in &token {
+        println!("raw {backend} backend signing, {threads} caller(s), through sigil-keys: {rate:.0}/s");
+    }
+    let token_best = token.iter().map(|(_, r)| *r).fold(0.0, f64::max);
     println!();
-    println!("| mode | chains | in flight | receipts | durable appends/s | vs raw signing | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("backend: {backend}");
+    println!();
+    println!("| mode | chains | in flight | receipts | durable appends/s | vs raw one-core | vs raw token | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0}% | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {:.0} | {:.0}% | {:.0}% | {:.2} | {:.2} |",
             r.mode,
             r.chains,
             r.in_flight,
             r.receipts,
             r.rate,
             100.0 * r.rate / raw,
+            100.0 * r.rate / token_best,
             r.p50.as_secs_f64() * 1e3,
             r.p99.as_secs_f64() * 1e3
         );

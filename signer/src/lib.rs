@@ -5,6 +5,7 @@
 //! its backend, links it by hash to the previous receipt, and makes it
 //! durable before the reply.
 
+pub mod bench;
 pub mod chain;
 pub mod config;
 mod error;

@@ -30,6 +30,10 @@ struct Args {
     /// Seconds between heartbeat receipts on each chain (0: none).
     #[arg(long)]
     heartbeat_seconds: Option<u64>,
+    /// Measure the backend's raw signing rate for this many seconds (one
+    /// caller, then two), print it and exit; used by `sigil bench`.
+    #[arg(long)]
+    bench_token_seconds: Option<u64>,
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -79,6 +83,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(secs) = args.bench_token_seconds {
+        return bench_token(config, secs);
+    }
     match rt.block_on(sigil_signer::server::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -101,5 +108,28 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
+    }
+}
+
+/// Prints `token-rate backend=B threads=N rate=R` for 1 and 2 callers.
+fn bench_token(config: Config, secs: u64) -> ExitCode {
+    let run = || -> Result<(), sigil_signer::Error> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| sigil_signer::Error::io("creating the data dir", e))?;
+        let backend = sigil_signer::server::open_backend(&config)?;
+        let keyring = sigil_signer::keyring::Keyring::open(&config.data_dir, backend.clone())?;
+        let key = keyring.ensure(&config.key_name)?;
+        let kind = backend.describe(&key.id)?.backend;
+        for threads in [1, 2] {
+            let rate = sigil_signer::bench::token_rate(&backend, &key.id, threads, std::time::Duration::from_secs(secs))?;
+            println!("token-rate backend={kind} threads={threads} rate={rate:.0}");
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sigild: {e}");
+            ExitCode::from(1)
+        }
     }
 }
