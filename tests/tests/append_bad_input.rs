@@ -110,12 +110,7 @@ fn bad_appends() -> Vec<(&'static str, String, String, Vec<&'static str>)> {
             with(|m| drop(m.insert("method".into(), json!(5)))),
             vec!["record.method"],
         ),
-        (
-            "not an object",
-            c(),
-            "[1,2]".into(),
-            vec!["record"],
-        ),
+        ("not an object", c(), "[1,2]".into(), vec!["record"]),
     ]);
     for name in [
         String::new(),
@@ -148,7 +143,11 @@ async fn bad_inputs_get_invalid_argument_naming_the_field_and_change_nothing() {
         let s = status(client.append(&chain, &rec).await);
         assert_eq!(s.code(), Code::InvalidArgument, "{what}: {s:?}");
         for w in want {
-            assert!(s.message().contains(w), "{what}: {:?} lacks {w:?}", s.message());
+            assert!(
+                s.message().contains(w),
+                "{what}: {:?} lacks {w:?}",
+                s.message()
+            );
         }
     }
     for len in [0, 31, 33, 64] {
@@ -161,7 +160,11 @@ async fn bad_inputs_get_invalid_argument_naming_the_field_and_change_nothing() {
     assert_eq!(s.code(), Code::NotFound, "{s:?}");
     assert!(s.message().contains("no-such-key"), "{s:?}");
 
-    assert_eq!(std::fs::read(&path).unwrap(), before, "a refused input changed the chain");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused input changed the chain"
+    );
     // No other chain (nor a ledger) was created by a refused request.
     let mut files: Vec<String> = std::fs::read_dir(daemon.data_dir.join("chains"))
         .unwrap()
@@ -203,7 +206,11 @@ async fn a_bad_record_in_a_stream_gets_its_own_error_and_the_stream_goes_on() {
         .unwrap();
     let mut receipts = Vec::new();
     for i in 0..10usize {
-        let r = replies.message().await.unwrap().expect("a reply per request");
+        let r = replies
+            .message()
+            .await
+            .unwrap()
+            .expect("a reply per request");
         assert_eq!(r.correlation_id, 1000 + i as u64, "replies out of order");
         match r.result.expect("a result") {
             append_stream_reply::Result::Error(e) => {
@@ -222,7 +229,11 @@ async fn a_bad_record_in_a_stream_gets_its_own_error_and_the_stream_goes_on() {
     assert_eq!(receipts.len(), 8);
     // The good ones were appended in request order, right after the tail.
     let after = std::fs::read_to_string(&path).unwrap();
-    let new: Vec<&str> = after.strip_prefix(&before).expect("prefix kept").lines().collect();
+    let new: Vec<&str> = after
+        .strip_prefix(&before)
+        .expect("prefix kept")
+        .lines()
+        .collect();
     assert_eq!(new.len(), 8);
     for (k, (line, a)) in new.iter().zip(&receipts).enumerate() {
         assert_eq!(*line, a.receipt_json);
@@ -246,7 +257,10 @@ async fn a_replayed_action_id_is_refused_but_an_intent_outcome_pair_is_not() {
         }
         v.to_string()
     };
-    let first = client.append("r", &with_id(1, "act-1", None)).await.unwrap();
+    let first = client
+        .append("r", &with_id(1, "act-1", None))
+        .await
+        .unwrap();
     assert!(first.receipt_json.contains(r#""action_id":"act-1""#));
     let path = daemon.chain_path("r");
     let before = std::fs::read(&path).unwrap();
@@ -266,10 +280,17 @@ async fn a_replayed_action_id_is_refused_but_an_intent_outcome_pair_is_not() {
         .await
         .unwrap();
     assert_eq!(outcome.chain_seq, intent.chain_seq + 1);
-    let s = status(client.append("r", &with_id(5, "act-2", Some("intent"))).await);
+    let s = status(
+        client
+            .append("r", &with_id(5, "act-2", Some("intent")))
+            .await,
+    );
     assert_eq!(s.code(), Code::AlreadyExists, "{s:?}");
     // Another chain has its own action ids.
-    client.append("r2", &with_id(6, "act-1", None)).await.unwrap();
+    client
+        .append("r2", &with_id(6, "act-1", None))
+        .await
+        .unwrap();
 
     // The replay window survives a restart: it is rebuilt from the file.
     assert!(daemon.terminate());

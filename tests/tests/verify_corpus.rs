@@ -41,7 +41,11 @@ fn fixtures() -> Vec<Fixture> {
     let text = std::fs::read_to_string(root.join("EXPECTED.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let list = doc["fixtures"].as_array().unwrap();
-    assert!(list.len() >= 40, "EXPECTED.json lists {} fixtures", list.len());
+    assert!(
+        list.len() >= 40,
+        "EXPECTED.json lists {} fixtures",
+        list.len()
+    );
     list.iter()
         .map(|f| {
             let file = f["file"].as_str().unwrap();
@@ -102,7 +106,10 @@ fn pipelock(f: &Fixture) -> (bool, String) {
         }
     }
     let out = cmd.output().expect("run pipelock-verify");
-    let code = out.status.code().expect("pipelock-verify exited by a signal");
+    let code = out
+        .status
+        .code()
+        .expect("pipelock-verify exited by a signal");
     assert!(code == 0 || code == 1, "pipelock-verify exit {code}");
     let text = format!(
         "{}{}",
@@ -139,7 +146,11 @@ fn pipelock_compatible_mode_agrees_with_pipelock_verify_on_every_fixture() {
     for f in fixtures() {
         let (ok, py) = pipelock(&f);
         let (code, rs) = sigil_verify(&f, &["--pipelock-compatible"]);
-        assert!(code == 0 || code == 1, "{}: sigil exit {code}\n{rs}", f.label);
+        assert!(
+            code == 0 || code == 1,
+            "{}: sigil exit {code}\n{rs}",
+            f.label
+        );
         if (code == 0) != ok {
             differ.push(format!(
                 "{}: pipelock-verify {ok}, sigil exit {code}\n{py}\n{rs}",
@@ -166,9 +177,16 @@ fn the_corpus_policy_is_what_rejects_the_noted_fixtures() {
     let reversal = by_name("m09-verdict-chain-mismatch");
     assert_eq!(sigil_verify(reversal, &[]).0, 0);
     assert_eq!(sigil_verify(reversal, &CORPUS_POLICY).0, 1);
-    for n in ["m04-replay-duplicate-action-id", "m12-header-injection-null-byte"] {
+    for n in [
+        "m04-replay-duplicate-action-id",
+        "m12-header-injection-null-byte",
+    ] {
         assert_eq!(sigil_verify(by_name(n), &[]).0, 1, "{n}");
-        assert_eq!(sigil_verify(by_name(n), &["--pipelock-compatible"]).0, 0, "{n}");
+        assert_eq!(
+            sigil_verify(by_name(n), &["--pipelock-compatible"]).0,
+            0,
+            "{n}"
+        );
     }
 }
 
