@@ -74,7 +74,11 @@ async fn kill_9_while_appending_loses_no_acknowledged_receipt() {
     for t in tasks {
         acked.extend(t.await.unwrap());
     }
-    assert!(acked.len() >= 8, "producers got only {} receipts", acked.len());
+    assert!(
+        acked.len() >= 8,
+        "producers got only {} receipts",
+        acked.len()
+    );
 
     // What survived the crash, cut at the last whole line.
     let mut survived = Vec::new();
@@ -84,7 +88,10 @@ async fn kill_9_while_appending_loses_no_acknowledged_receipt() {
         let text = String::from_utf8(bytes[..whole].to_vec()).unwrap();
         let lines: HashSet<&str> = text.lines().collect();
         for (_, r) in acked.iter().filter(|(c, _)| *c == name) {
-            assert!(lines.contains(r.as_str()), "{name} lost an acknowledged receipt");
+            assert!(
+                lines.contains(r.as_str()),
+                "{name} lost an acknowledged receipt"
+            );
         }
         survived.push(text);
     }
@@ -94,7 +101,9 @@ async fn kill_9_while_appending_loses_no_acknowledged_receipt() {
     for (name, before) in CHAINS.iter().zip(&survived) {
         let path = daemon.chain_path(name);
         let after = std::fs::read_to_string(&path).unwrap();
-        let rest = after.strip_prefix(before.as_str()).expect("pre-crash lines kept");
+        let rest = after
+            .strip_prefix(before.as_str())
+            .expect("pre-crash lines kept");
         // The first line after the crash point is a restart session_open
         // that names the last receipt before it.
         let open = rest.lines().next().expect("a restart open");
@@ -129,7 +138,11 @@ async fn a_torn_last_line_is_cut_at_start_and_the_chain_goes_on() {
     let mut client = Client::connect(&daemon.endpoint).await.unwrap();
     let mut last = String::new();
     for i in 0..5 {
-        last = client.append("torn", &record(i)).await.unwrap().receipt_json;
+        last = client
+            .append("torn", &record(i))
+            .await
+            .unwrap()
+            .receipt_json;
     }
     assert!(daemon.terminate());
     let path = daemon.chain_path("torn");
@@ -148,7 +161,11 @@ async fn a_torn_last_line_is_cut_at_start_and_the_chain_goes_on() {
     assert!(after.starts_with(&whole), "whole lines were changed");
     let rest = std::str::from_utf8(&after[whole.len()..]).unwrap();
     assert!(rest.ends_with('\n'));
-    assert_eq!(rest.lines().count(), 1, "only the restart open follows: {rest}");
+    assert_eq!(
+        rest.lines().count(),
+        1,
+        "only the restart open follows: {rest}"
+    );
     assert_eq!(control_kind(rest.trim_end()), "session_open");
     assert_verifies(&path, &key, "torn");
 
@@ -179,13 +196,25 @@ async fn sigterm_exits_0_and_closes_every_chain_including_the_ledger() {
     assert!(daemon.terminate(), "sigild did not exit 0 on SIGTERM");
 
     let names = [CHAINS[0], CHAINS[1], "sigil.ledger.mediator"];
-    for name in names {
-        let path = daemon.chain_path(name);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let last = text.lines().last().unwrap();
-        assert_eq!(control_kind(last), "session_close", "{name}: {last}");
-        assert_verifies(&path, &key, name);
-    }
+    let closed = |daemon: &Daemon| {
+        for name in names {
+            let path = daemon.chain_path(name);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let last = text.lines().last().unwrap();
+            assert_eq!(control_kind(last), "session_close", "{name}: {last}");
+            assert_verifies(&path, &key, name);
+        }
+    };
+    closed(&daemon);
+    // A second run (restart open, appends, close) closes and verifies too:
+    // the close counts the receipts of a segment that spans two runs.
+    let mut daemon = Daemon::start(&data, &[]);
+    let mut client = Client::connect(&daemon.endpoint).await.unwrap();
+    client.append(CHAINS[0], &record(10)).await.unwrap();
+    client.sign_digest("mediator", &[0xa5; 32]).await.unwrap();
+    drop(client);
+    assert!(daemon.terminate(), "sigild did not exit 0 on SIGTERM");
+    closed(&daemon);
     // Nothing else in the chains dir.
     let files: HashSet<String> = std::fs::read_dir(data.join("chains"))
         .unwrap()
@@ -220,6 +249,9 @@ fn sigterm_right_after_ready_is_a_clean_stop() {
     let data = dir.path().join("data");
     for _ in 0..3 {
         let mut daemon = Daemon::start(&data, &[]);
-        assert!(daemon.terminate(), "sigild died of SIGTERM instead of exiting 0");
+        assert!(
+            daemon.terminate(),
+            "sigild died of SIGTERM instead of exiting 0"
+        );
     }
 }
