@@ -73,7 +73,7 @@ impl Daemon {
             "--http-listen".into(),
             "127.0.0.1:0".into(),
         ];
-        if !extra.iter().any(|a| *a == "--heartbeat-seconds") {
+        if !extra.contains(&"--heartbeat-seconds") {
             args.extend(["--heartbeat-seconds".into(), "0".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -234,7 +234,7 @@ pub fn record(i: usize) -> String {
     serde_json::json!({
         "action_type": "write",
         "target": format!("https://api.example.com/v1/items/{i}"),
-        "verdict": if i % 7 == 0 { "block" } else { "allow" },
+        "verdict": if i.is_multiple_of(7) { "block" } else { "allow" },
         "transport": "https",
         "method": "POST",
         "principal": "org:tests",
