@@ -69,7 +69,10 @@ fn sigild(args: &BenchArgs) -> Result<PathBuf, ClientError> {
 
 /// The backend's raw rates, from `sigild --bench-token-seconds`:
 /// (backend, [(callers, signatures/s)]).
-fn token_rates(args: &BenchArgs, dir: &std::path::Path) -> Result<(String, Vec<(usize, f64)>), ClientError> {
+fn token_rates(
+    args: &BenchArgs,
+    dir: &std::path::Path,
+) -> Result<(String, Vec<(usize, f64)>), ClientError> {
     let bin = sigild(args)?;
     let out = Command::new(&bin)
         .arg("--data-dir")
@@ -78,7 +81,10 @@ fn token_rates(args: &BenchArgs, dir: &std::path::Path) -> Result<(String, Vec<(
         .args(&args.sigild_args)
         .env("SIGIL_LOG", "warn")
         .output()
-        .map_err(|source| ClientError::Io { what: format!("running {}", bin.display()), source })?;
+        .map_err(|source| ClientError::Io {
+            what: format!("running {}", bin.display()),
+            source,
+        })?;
     if !out.status.success() {
         return Err(ClientError::Input(format!(
             "sigild --bench-token-seconds failed: {}",
@@ -88,8 +94,13 @@ fn token_rates(args: &BenchArgs, dir: &std::path::Path) -> Result<(String, Vec<(
     let mut backend = String::new();
     let mut rates = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_owned);
-        if let (Some(b), Some(t), Some(r)) = (field("backend="), field("threads="), field("rate=")) {
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(str::to_owned)
+        };
+        if let (Some(b), Some(t), Some(r)) = (field("backend="), field("threads="), field("rate="))
+        {
             backend = b;
             rates.push((t.parse().unwrap_or(1), r.parse().unwrap_or(0.0)));
         }
@@ -304,7 +315,10 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
     let raw = tokio::task::spawn_blocking(|| raw_sign_rate(Duration::from_secs(2)))
         .await
         .map_err(|e| ClientError::Input(e.to_string()))?;
-    let dir = tempfile::tempdir().map_err(|source| ClientError::Io { what: "temp dir".into(), source })?;
+    let dir = tempfile::tempdir().map_err(|source| ClientError::Io {
+        what: "temp dir".into(),
+        source,
+    })?;
     let (backend, token) = token_rates(&args, dir.path())?;
     let daemon = start(&args, dir)?;
     let client = Client::connect(&daemon.endpoint).await?;
@@ -332,7 +346,9 @@ pub async fn run(args: BenchArgs) -> Result<(), ClientError> {
     let raw = (raw + raw_after) / 2.0;
     println!("raw Ed25519 signing, ed25519-dalek, one core, in process: {raw:.0}/s (mean of before and after)");
     for (threads, rate) in &token {
-        println!("raw {backend} backend signing, {threads} caller(s), through sigil-keys: {rate:.0}/s");
+        println!(
+            "raw {backend} backend signing, {threads} caller(s), through sigil-keys: {rate:.0}/s"
+        );
     }
     let token_best = token.iter().map(|(_, r)| *r).fold(0.0, f64::max);
     println!();

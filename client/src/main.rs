@@ -330,8 +330,18 @@ async fn verify_cmd(cmd: VerifyCommand) -> u8 {
         }
     };
     let name = file.display().to_string();
-    let text = match std::fs::read_to_string(file) {
-        Ok(t) => t,
+    let text = match std::fs::read(file) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(t) => t,
+            // Readable but not UTF-8: not a receipt, so invalid, not an error.
+            Err(e) => {
+                println!(
+                    "FAILED: {name}: not UTF-8 at byte {}",
+                    e.utf8_error().valid_up_to()
+                );
+                return INVALID;
+            }
+        },
         Err(e) => {
             eprintln!("FAILED: {name}: {e}");
             return RUNTIME;

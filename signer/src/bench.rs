@@ -11,7 +11,12 @@ use sigil_keys::{Backend, KeyId};
 use crate::Error;
 
 /// Signatures per second over 32-byte digests with `threads` callers.
-pub fn token_rate(backend: &Arc<dyn Backend>, id: &KeyId, threads: usize, for_how_long: Duration) -> Result<f64, Error> {
+pub fn token_rate(
+    backend: &Arc<dyn Backend>,
+    id: &KeyId,
+    threads: usize,
+    for_how_long: Duration,
+) -> Result<f64, Error> {
     backend.sign(id, &[0u8; 32])?;
     let count = Arc::new(AtomicU64::new(0));
     let start = Instant::now();

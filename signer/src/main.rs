@@ -86,7 +86,19 @@ fn main() -> ExitCode {
     if let Some(secs) = args.bench_token_seconds {
         return bench_token(config, secs);
     }
-    match rt.block_on(sigil_signer::server::run(config, shutdown_signal())) {
+    // Install the handlers now, not when the future is first polled: a
+    // SIGTERM right after start must drain, not kill.
+    let shutdown = {
+        let _guard = rt.enter();
+        match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("sigild: cannot install signal handlers: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    match rt.block_on(sigil_signer::server::run(config, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sigild: {e}");
@@ -95,32 +107,36 @@ fn main() -> ExitCode {
     }
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// A future that completes on SIGTERM or SIGINT; the handlers are
+/// installed before it returns.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
-    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
 }
 
 /// Prints `token-rate backend=B threads=N rate=R` for 1 and 2 callers.
 fn bench_token(config: Config, secs: u64) -> ExitCode {
     let run = || -> Result<(), sigil_signer::Error> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| sigil_signer::Error::io("creating the data dir", e))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| sigil_signer::Error::io("creating the data dir", e))?;
         let backend = sigil_signer::server::open_backend(&config)?;
         let keyring = sigil_signer::keyring::Keyring::open(&config.data_dir, backend.clone())?;
         let key = keyring.ensure(&config.key_name)?;
         let kind = backend.describe(&key.id)?.backend;
         for threads in [1, 2] {
-            let rate = sigil_signer::bench::token_rate(&backend, &key.id, threads, std::time::Duration::from_secs(secs))?;
+            let rate = sigil_signer::bench::token_rate(
+                &backend,
+                &key.id,
+                threads,
+                std::time::Duration::from_secs(secs),
+            )?;
             println!("token-rate backend={kind} threads={threads} rate={rate:.0}");
         }
         Ok(())

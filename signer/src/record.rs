@@ -131,7 +131,7 @@ fn check_value(v: &Value, path: &str, limits: &Limits) -> Result<(), Error> {
             check_value(x, &format!("{path}.{k}"), limits)
         }),
         Value::Number(n) if n.is_f64() => Err(Error::InvalidArgument(format!(
-            "{path}: receipts carry integers only, not {n}"
+            "{path}: receipts carry integers from -2^63 to 2^64-1 only, not {n}"
         ))),
         _ => Ok(()),
     }
