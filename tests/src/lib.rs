@@ -272,10 +272,12 @@ pub struct InProcess {
 impl InProcess {
     /// Starts the daemon on its own runtime thread.
     pub fn start(data_dir: &Path, backend: std::sync::Arc<dyn sigil_keys::Backend>) -> InProcess {
-        let mut config = sigil_signer::config::Config::default();
-        config.data_dir = data_dir.to_owned();
-        config.grpc_listen = "127.0.0.1:0".parse().unwrap();
-        config.http_listen = "127.0.0.1:0".parse().unwrap();
+        let mut config = sigil_signer::config::Config {
+            data_dir: data_dir.to_owned(),
+            grpc_listen: "127.0.0.1:0".parse().unwrap(),
+            http_listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        };
         config.chains.heartbeat_seconds = 0;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
