@@ -596,8 +596,12 @@ impl Ctx {
         if let Some(c) = control {
             ar.insert("session_control".into(), c);
         }
-        let canonical = receipt::action_record_bytes(&ar)
-            .map_err(|e| Error::InvalidArgument(format!("record: {e}")))?;
+        // The one encoding of the record also checks its nested members;
+        // an error here leaves the tail untouched.
+        let canonical = receipt::action_record_bytes(&ar).map_err(|e| {
+            let path = e.path.replacen("action_record", "record", 1);
+            Error::InvalidArgument(format!("{path}: {}", e.problem))
+        })?;
         let sig = self
             .keyring
             .backend()

@@ -217,3 +217,47 @@ impl Config {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_passes_its_checks() {
+        let c: Config = toml::from_str(include_str!("../sigild.example.toml")).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.key_name, "mediator");
+        assert!(matches!(c.backend, BackendConfig::Software { .. }));
+    }
+
+    #[test]
+    fn every_commented_backend_parses() {
+        let text = include_str!("../sigild.example.toml");
+        for kind in ["pkcs11", "yubihsm", "tpm"] {
+            let start = text.find(&format!("# kind = \"{kind}\"")).unwrap();
+            let block: String = text[..start]
+                .lines()
+                .last()
+                .into_iter()
+                .chain(text[start..].lines().take_while(|l| l.starts_with('#')))
+                .map(|l| l.trim_start_matches("# ").to_owned() + "\n")
+                .filter(|l| !l.starts_with('#'))
+                .collect();
+            let c: Config =
+                toml::from_str(&block).unwrap_or_else(|e| panic!("{kind}: {e}\n{block}"));
+            assert!(
+                !matches!(c.backend, BackendConfig::Software { .. }),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn non_loopback_listeners_are_refused_and_say_why() {
+        let c = Config {
+            grpc_listen: "0.0.0.0:7700".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(c.check().unwrap_err().to_string().contains("loopback"));
+    }
+}
