@@ -5,10 +5,12 @@ pub mod bench;
 pub mod fetch;
 pub mod verify;
 
+use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::receipts_client::ReceiptsClient;
 use sigil_proto::v1::{
-    AppendRequest, AppendResponse, AppendStreamReply, GetDirectoryRequest, SignDigestRequest,
-    SignDigestResponse,
+    AppendRequest, AppendResponse, AppendStreamReply, CreateKeyRequest, CreateKeyResponse,
+    GetDirectoryRequest, ListKeysRequest, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
+    RotateKeyResponse, SignDigestRequest, SignDigestResponse,
 };
 use thiserror::Error;
 use tokio_stream::Stream;
@@ -61,6 +63,7 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Client {
     receipts: ReceiptsClient<Channel>,
+    admin: KeyAdminClient<Channel>,
 }
 
 impl Client {
@@ -73,7 +76,8 @@ impl Client {
             source,
         })?;
         Ok(Client {
-            receipts: ReceiptsClient::new(channel),
+            receipts: ReceiptsClient::new(channel.clone()),
+            admin: KeyAdminClient::new(channel),
         })
     }
 
@@ -111,6 +115,49 @@ impl Client {
             digest: digest.to_vec(),
         };
         Ok(self.receipts.sign_digest(req).await?.into_inner())
+    }
+
+    /// Creates key name `name`.
+    pub async fn create_key(&mut self, name: &str) -> Result<CreateKeyResponse, ClientError> {
+        let req = CreateKeyRequest {
+            name: name.to_owned(),
+        };
+        Ok(self.admin.create_key(req).await?.into_inner())
+    }
+
+    /// Every key version (the directory JSON).
+    pub async fn list_keys(&mut self) -> Result<String, ClientError> {
+        Ok(self
+            .admin
+            .list_keys(ListKeysRequest {})
+            .await?
+            .into_inner()
+            .directory_json)
+    }
+
+    /// Rotates key name `name` (empty: the chain key) on every chain.
+    pub async fn rotate_key(&mut self, name: &str) -> Result<RotateKeyResponse, ClientError> {
+        let req = RotateKeyRequest {
+            name: name.to_owned(),
+        };
+        Ok(self.admin.rotate_key(req).await?.into_inner())
+    }
+
+    /// Revokes `name` version `version`.
+    pub async fn revoke_key(
+        &mut self,
+        name: &str,
+        version: u32,
+        reason: &str,
+        compromised_since: &str,
+    ) -> Result<RevokeKeyResponse, ClientError> {
+        let req = RevokeKeyRequest {
+            name: name.to_owned(),
+            version,
+            reason: reason.to_owned(),
+            compromised_since: compromised_since.to_owned(),
+        };
+        Ok(self.admin.revoke_key(req).await?.into_inner())
     }
 
     /// The key directory JSON.

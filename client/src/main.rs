@@ -49,6 +49,11 @@ enum Command {
     },
     /// Print the key directory JSON.
     Directory,
+    /// Manage keys: list, create, rotate, revoke.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Work on chain files.
     Chain {
         #[command(subcommand)]
@@ -61,6 +66,38 @@ enum Command {
     },
     /// Measure durable append throughput and latency against a sigild it starts.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print every key version and its state.
+    List,
+    /// Create a new key name (version 1) in the daemon's backend.
+    Create {
+        /// Key name ([A-Za-z0-9_-], up to 48 characters).
+        name: String,
+    },
+    /// Rotate now, on every chain of the key.
+    Rotate {
+        /// Key name (default: the key that signs producer chains).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Revoke a key version (rotating first if it signs now).
+    Revoke {
+        /// Key name.
+        #[arg(long)]
+        key: String,
+        /// Version to revoke.
+        #[arg(long)]
+        version: u32,
+        /// Why (recorded in every chain and the directory).
+        #[arg(long)]
+        reason: String,
+        /// From when its signatures are not to be trusted (UTC RFC 3339; default now).
+        #[arg(long)]
+        compromised_since: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -97,8 +134,9 @@ enum VerifyCommand {
     Receipt {
         /// Receipt file.
         file: PathBuf,
-        /// Pinned signer key, 64 hex characters.
-        #[arg(long, conflicts_with = "directory")]
+        /// Pinned signer key, 64 hex characters. With --directory, the
+        /// directory's signature must lead back to it.
+        #[arg(long)]
         key: Option<String>,
         /// Key directory: a file, or an http:// URL.
         #[arg(long)]
@@ -111,7 +149,8 @@ enum VerifyCommand {
         /// Chain file (JSONL).
         file: PathBuf,
         /// Pinned root key (the first segment's signer), 64 hex characters.
-        #[arg(long, conflicts_with = "directory")]
+        /// With --directory, the directory's signature must lead back to it.
+        #[arg(long)]
         key: Option<String>,
         /// Key directory: a file, or an http:// URL.
         #[arg(long)]
@@ -159,6 +198,7 @@ async fn run(cli: Cli) -> u8 {
             Ok(mut c) => c.directory().await.map(|d| println!("{d}")),
             Err(e) => Err(e),
         },
+        Command::Keys { command } => keys(&cli.endpoint, command).await,
         Command::Chain {
             command: ChainCommand::Endorsements { file, out },
         } => endorsements(&file, &out),
@@ -227,6 +267,43 @@ async fn sign_digest(endpoint: &str, key: &str, digest: &str) -> Result<(), Clie
     Ok(())
 }
 
+async fn keys(endpoint: &str, cmd: KeysCommand) -> Result<(), ClientError> {
+    let mut client = Client::connect(endpoint).await?;
+    let out = match cmd {
+        KeysCommand::List => {
+            println!("{}", client.list_keys().await?);
+            return Ok(());
+        }
+        KeysCommand::Create { name } => {
+            let r = client.create_key(&name).await?;
+            serde_json::json!({"keyid": r.keyid, "public_key": r.public_key})
+        }
+        KeysCommand::Rotate { key } => {
+            let r = client.rotate_key(key.as_deref().unwrap_or("")).await?;
+            serde_json::json!({"previous_keyid": r.previous_keyid, "keyid": r.keyid,
+                               "public_key": r.public_key, "chains": r.chains})
+        }
+        KeysCommand::Revoke {
+            key,
+            version,
+            reason,
+            compromised_since,
+        } => {
+            let r = client
+                .revoke_key(
+                    &key,
+                    version,
+                    &reason,
+                    compromised_since.as_deref().unwrap_or(""),
+                )
+                .await?;
+            serde_json::json!({"keyid": r.keyid, "chains": r.chains, "rotated_to": r.rotated_to})
+        }
+    };
+    println!("{out}");
+    Ok(())
+}
+
 fn endorsements(file: &std::path::Path, out: &std::path::Path) -> Result<(), ClientError> {
     let text = read(file)?;
     std::fs::create_dir_all(out).map_err(|source| ClientError::Io {
@@ -278,7 +355,12 @@ fn policy(p: &PolicyArgs) -> Result<Policy, String> {
     Ok(policy)
 }
 
-async fn load_trust(directory: Option<&str>) -> Result<Option<verify::Trust>, String> {
+/// Reads a directory; with a pinned key its signature must verify back to
+/// that key, without one it is trusted as fetched (as pipelock-verify does).
+async fn load_trust(
+    directory: Option<&str>,
+    pinned: Option<&str>,
+) -> Result<Option<verify::Trust>, String> {
     let Some(src) = directory else {
         return Ok(None);
     };
@@ -288,6 +370,9 @@ async fn load_trust(directory: Option<&str>) -> Result<Option<verify::Trust>, St
         std::fs::read_to_string(src).map_err(|e| format!("reading {src}: {e}"))?
     };
     let dir = Directory::parse(&text).map_err(|e| e.to_string())?;
+    if let Some(root) = pinned {
+        dir.verify(root).map_err(|e| e.to_string())?;
+    }
     verify::Trust::from_directory(&dir)
         .map(Some)
         .map_err(|e| e.to_string())
@@ -347,7 +432,7 @@ async fn verify_cmd(cmd: VerifyCommand) -> u8 {
             return RUNTIME;
         }
     };
-    let trust = match load_trust(directory.as_deref()).await {
+    let trust = match load_trust(directory.as_deref(), key.as_deref()).await {
         Ok(t) => t,
         Err(e) => {
             eprintln!("sigil: key directory: {e}");

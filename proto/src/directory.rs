@@ -7,9 +7,12 @@
 //! first (pipelock-verify's default lookup takes the first); every public
 //! key sigil ever used stays listed.
 
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::{json, Error};
+use crate::receipt::SIG_PREFIX;
+use crate::{jcs, json, Error};
 
 /// Well-known HTTP path of the directory.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/http-message-signatures-directory";
@@ -21,6 +24,22 @@ pub const USE_MEDIATION: &str = "pipelock-mediation";
 pub struct Directory {
     /// Every key version, current first.
     pub keys: Vec<KeyEntry>,
+    /// When the document was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_at: Option<String>,
+    /// Signature by the active key over the JCS form of the document
+    /// without this member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<DirectorySignature>,
+}
+
+/// Who signed the directory, and the signature.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectorySignature {
+    /// Key version that signed, e.g. `mediator.v3`.
+    pub keyid: String,
+    /// `ed25519:` + 128 hex over SHA-256 of the JCS bytes.
+    pub value: String,
 }
 
 /// Lifecycle state of a key version.
@@ -82,6 +101,41 @@ pub struct KeyEntry {
     /// Why it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For version N > 1: version N-1's signature over this version
+    /// ([`endorsement_digest`]), so trust walks from a pinned root to the
+    /// key that signs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endorsement: Option<String>,
+}
+
+/// The 32-byte message version N-1 signs to vouch for version N.
+pub fn endorsement_digest(name: &str, version: u32, public_key_hex: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"sigil-key-endorsement-v1\0");
+    h.update(name.as_bytes());
+    h.update(b"\0");
+    h.update(version.to_string().as_bytes());
+    h.update(b"\0");
+    h.update(public_key_hex.as_bytes());
+    h.finalize().into()
+}
+
+/// Verifies `sig` (`ed25519:` + hex) by `public_key_hex` over `msg`.
+pub fn verify_sig(public_key_hex: &str, msg: &[u8], sig: &str) -> Result<(), Error> {
+    let bad = |m: &str| Error::Directory(m.to_owned());
+    let key: [u8; 32] = hex::decode(public_key_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("public key is not 32 bytes of hex"))?;
+    let sig: [u8; 64] = sig
+        .strip_prefix(SIG_PREFIX)
+        .and_then(|h| hex::decode(h).ok())
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| bad("signature is not ed25519: + 64 bytes of hex"))?;
+    VerifyingKey::from_bytes(&key)
+        .map_err(|_| bad("public key is not an Ed25519 point"))?
+        .verify(msg, &Signature::from_bytes(&sig))
+        .map_err(|_| bad("signature does not verify"))
 }
 
 impl KeyEntry {
@@ -107,6 +161,7 @@ impl KeyEntry {
             revoked: None,
             compromised_since: None,
             reason: None,
+            endorsement: None,
         }
     }
 }
@@ -122,6 +177,67 @@ impl Directory {
     pub fn to_json(&self) -> String {
         // Serializing plain strings, integers and enums cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The 32-byte message the directory signature covers: SHA-256 of the
+    /// JCS form of the document without `signature`.
+    pub fn signing_digest(&self) -> Result<[u8; 32], Error> {
+        let mut unsigned = self.clone();
+        unsigned.signature = None;
+        let value = serde_json::to_value(&unsigned).map_err(|e| Error::Directory(e.to_string()))?;
+        Ok(Sha256::digest(jcs::canonicalize(&value)?).into())
+    }
+
+    /// Checks the document against a pinned root key: the root is listed,
+    /// each version of its key name from the root on is endorsed by the one
+    /// before, and the signature is by one of those versions. Returns the
+    /// signer's keyid.
+    pub fn verify(&self, pinned_root: &str) -> Result<String, Error> {
+        let bad = |m: String| Err(Error::Directory(m));
+        let root = pinned_root.to_lowercase();
+        let Some(root_entry) = self.keys.iter().find(|k| k.public_key == root) else {
+            return bad(format!("the pinned key {root} is not in the directory"));
+        };
+        // Walk the endorsements forward from the root.
+        let mut trusted = vec![root_entry];
+        let mut current = root_entry;
+        while let Some(next) = self
+            .keys
+            .iter()
+            .find(|k| k.name == current.name && k.version == current.version + 1)
+        {
+            let Some(e) = &next.endorsement else {
+                return bad(format!(
+                    "{} has no endorsement by {}",
+                    next.keyid, current.keyid
+                ));
+            };
+            verify_sig(
+                &current.public_key,
+                &endorsement_digest(&next.name, next.version, &next.public_key),
+                e,
+            )
+            .map_err(|_| {
+                Error::Directory(format!(
+                    "{} is not endorsed by {}",
+                    next.keyid, current.keyid
+                ))
+            })?;
+            trusted.push(next);
+            current = next;
+        }
+        let Some(sig) = &self.signature else {
+            return bad("the directory is not signed".into());
+        };
+        let Some(signer) = trusted.iter().find(|k| k.keyid == sig.keyid) else {
+            return bad(format!(
+                "signed by {}, which does not descend from the pinned key",
+                sig.keyid
+            ));
+        };
+        verify_sig(&signer.public_key, &self.signing_digest()?, &sig.value)
+            .map_err(|_| Error::Directory(format!("signature by {} does not verify", sig.keyid)))?;
+        Ok(sig.keyid.clone())
     }
 }
 

@@ -29,6 +29,31 @@ pub struct Config {
     pub chains: ChainsConfig,
     /// Input limits.
     pub limits: LimitsConfig,
+    /// Scheduled rotation.
+    pub rotation: RotationConfig,
+}
+
+/// Rotation on a schedule: whichever limit comes first. A version may sign
+/// the receipts already in flight when its limit is reached.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RotationConfig {
+    /// Rotate a version older than this many seconds (0: never).
+    pub max_age_seconds: u64,
+    /// Rotate a version after this many signatures (0: never).
+    pub max_signatures: u64,
+    /// How often the age is checked, in seconds.
+    pub check_seconds: u64,
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        RotationConfig {
+            max_age_seconds: 0,
+            max_signatures: 0,
+            check_seconds: 60,
+        }
+    }
 }
 
 impl Default for Config {
@@ -41,6 +66,7 @@ impl Default for Config {
             backend: BackendConfig::default(),
             chains: ChainsConfig::default(),
             limits: LimitsConfig::default(),
+            rotation: RotationConfig::default(),
         }
     }
 }
@@ -206,6 +232,8 @@ impl Config {
             queue_depth: self.chains.queue_depth,
             policy_hash: self.chains.policy_hash.clone(),
             replay_window: self.chains.replay_window,
+            max_signatures: self.rotation.max_signatures,
+            rotate_requests: None,
         }
     }
 

@@ -1,22 +1,48 @@
-//! Key records: which versions of which key names exist, their state, and
-//! the directory built from them. Public keys are never forgotten.
+//! Key records: which versions of which key names exist, their lifecycle,
+//! and the signed directory built from them. Public keys are never
+//! forgotten.
+//!
+//! A rotation is recorded in two steps around the chains' boundaries:
+//! [`Keyring::begin_rotation`] generates the successor in the backend and
+//! records it as `pending` (it signs from then on), every chain of the key
+//! name writes its boundary, and [`Keyring::finish_rotation`] retires the
+//! predecessor. A start that finds a pending version completes the
+//! rotation: boundaries already written may be followed by acknowledged
+//! receipts, so rolling back is never an option.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use sigil_keys::{Backend, KeyError, KeyId};
-use sigil_proto::directory::{Directory, KeyEntry, KeyState};
+use sigil_proto::directory::{
+    endorsement_digest, Directory, DirectorySignature, KeyEntry, KeyState,
+};
+use sigil_proto::receipt::SIG_PREFIX;
+use sigil_proto::timestamp;
 
 use crate::store::write_atomic;
 use crate::Error;
 
-#[derive(Default, Serialize, Deserialize)]
-struct File {
-    keys: Vec<KeyEntry>,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    entry: KeyEntry,
+    /// Generated for a rotation whose boundaries are not all written yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pending: bool,
+    /// Revoked, and the revocation receipts are not on every chain yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    revocation_pending: bool,
 }
 
-/// The version of a key name that signs now.
+#[derive(Default, Serialize, Deserialize)]
+struct File {
+    keys: Vec<Record>,
+}
+
+/// A key version that signs (or signed) receipts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ActiveKey {
     /// Name and version.
@@ -25,16 +51,37 @@ pub struct ActiveKey {
     pub public_hex: String,
 }
 
+/// A revocation to record on chains.
+#[derive(Clone, Debug)]
+pub struct Revoked {
+    /// The revoked version.
+    pub key: ActiveKey,
+    /// When it was revoked.
+    pub revoked_at: String,
+    /// From when its signatures are not trusted.
+    pub compromised_since: String,
+    /// Why.
+    pub reason: String,
+}
+
 /// Key records in `<data-dir>/keys.json`, over one backend.
 pub struct Keyring {
     path: PathBuf,
     backend: Arc<dyn Backend>,
-    records: RwLock<Vec<KeyEntry>>,
+    /// Key name whose signing version signs the directory.
+    directory_key: String,
+    records: RwLock<Vec<Record>>,
+    signatures: Mutex<HashMap<KeyId, u64>>,
+    published: RwLock<Directory>,
 }
 
 impl Keyring {
     /// Loads the records (none on a first start).
-    pub fn open(data_dir: &Path, backend: Arc<dyn Backend>) -> Result<Self, Error> {
+    pub fn open(
+        data_dir: &Path,
+        backend: Arc<dyn Backend>,
+        directory_key: &str,
+    ) -> Result<Self, Error> {
         let path = data_dir.join("keys.json");
         let records = match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -48,7 +95,10 @@ impl Keyring {
         Ok(Keyring {
             path,
             backend,
+            directory_key: directory_key.to_owned(),
             records: RwLock::new(records),
+            signatures: Mutex::new(HashMap::new()),
+            published: RwLock::new(Directory::default()),
         })
     }
 
@@ -57,30 +107,53 @@ impl Keyring {
         &self.backend
     }
 
-    /// Makes sure `name` has an active version, generating version 1 in the
-    /// backend on a first start, and that the backend still holds the key
-    /// the records name. Blocking.
+    /// Makes sure `name` has a signing version, generating version 1 on a
+    /// first start, and that the backend holds the key the records name.
+    /// Blocking.
     pub fn ensure(&self, name: &str) -> Result<ActiveKey, Error> {
-        if let Some(active) = self.active(name) {
-            match self.backend.find(&active.id)? {
-                Some(pk) if pk.to_hex() == active.public_hex => return Ok(active),
-                Some(pk) => {
-                    return Err(Error::Corrupt(format!(
-                        "key {} is recorded with public key {} but the backend holds {}",
-                        active.id,
-                        active.public_hex,
-                        pk.to_hex()
-                    )))
-                }
-                None => {
-                    return Err(Error::Key(KeyError::NotFound {
-                        label: active.id.label(),
-                        backend: "configured backend",
-                    }))
-                }
-            }
+        if let Some(key) = self.signing_key(name) {
+            self.check_in_backend(&key)?;
+            return Ok(key);
         }
-        let id = KeyId::new(name, 1)?;
+        self.generate_version(name, 1, None)
+    }
+
+    /// Creates key name `name` (version 1). Fails if it exists. Blocking.
+    pub fn create(&self, name: &str) -> Result<ActiveKey, Error> {
+        KeyId::new(name, 1)?;
+        if self.read()?.iter().any(|r| r.entry.name == name) {
+            return Err(Error::AlreadyExists(format!(
+                "key: {name:?} already exists"
+            )));
+        }
+        self.generate_version(name, 1, None)
+    }
+
+    fn check_in_backend(&self, key: &ActiveKey) -> Result<(), Error> {
+        match self.backend.find(&key.id)? {
+            Some(pk) if pk.to_hex() == key.public_hex => Ok(()),
+            Some(pk) => Err(Error::Corrupt(format!(
+                "key {} is recorded with public key {} but the backend holds {}",
+                key.id,
+                key.public_hex,
+                pk.to_hex()
+            ))),
+            None => Err(Error::Key(KeyError::NotFound {
+                label: key.id.label(),
+                backend: "the configured backend",
+            })),
+        }
+    }
+
+    /// Generates `name` version `version` and records it; `endorser` signs
+    /// it in the directory and marks it pending (a rotation).
+    fn generate_version(
+        &self,
+        name: &str,
+        version: u32,
+        endorser: Option<&ActiveKey>,
+    ) -> Result<ActiveKey, Error> {
+        let id = KeyId::new(name, version)?;
         // A crash between generating and recording leaves the key in the
         // backend with no record: adopt it rather than fail.
         let public = match self.backend.generate(&id) {
@@ -91,15 +164,28 @@ impl Keyring {
                 .ok_or_else(|| Error::Internal(format!("{id} exists yet cannot be found")))?,
             Err(e) => return Err(e.into()),
         };
+        crate::failpoint::hit("rotate.generated");
         let custody = self.backend.describe(&id)?;
-        let now = sigil_proto::timestamp::now();
-        let mut entry = KeyEntry::new(name, 1, &public.0);
+        let now = timestamp::now();
+        let mut entry = KeyEntry::new(name, version, &public.0);
         entry.backend = custody.backend.into();
         entry.non_extractable = custody.non_extractable;
         entry.custody = custody.note;
         entry.created = now.clone();
         entry.activated = Some(now);
-        self.update(|records| records.push(entry))?;
+        if let Some(prev) = endorser {
+            let sig = self.backend.sign(
+                &prev.id,
+                &endorsement_digest(name, version, &public.to_hex()),
+            )?;
+            entry.endorsement = Some(format!("{SIG_PREFIX}{}", hex::encode(sig.0)));
+        }
+        let record = Record {
+            entry,
+            pending: endorser.is_some(),
+            revocation_pending: false,
+        };
+        self.update(|records| records.push(record))?;
         tracing::info!(key = %id, public_key = %public.to_hex(), backend = custody.backend, "generated key");
         Ok(ActiveKey {
             id,
@@ -107,50 +193,259 @@ impl Keyring {
         })
     }
 
-    /// The active version of `name`.
-    pub fn active(&self, name: &str) -> Option<ActiveKey> {
+    /// The version of `name` that signs now: the newest active one
+    /// (a pending successor signs as soon as it is recorded).
+    pub fn signing_key(&self, name: &str) -> Option<ActiveKey> {
         let records = self.records.read().ok()?;
         records
             .iter()
-            .filter(|r| r.name == name && r.state == KeyState::Active)
-            .max_by_key(|r| r.version)
-            .and_then(|r| {
-                Some(ActiveKey {
-                    id: KeyId::new(&r.name, r.version).ok()?,
-                    public_hex: r.public_key.clone(),
-                })
+            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
+            .max_by_key(|r| r.entry.version)
+            .and_then(|r| key_of(&r.entry))
+    }
+
+    /// The version of `name` with this public key, in any state.
+    pub fn version_with(&self, name: &str, public_hex: &str) -> Option<ActiveKey> {
+        let records = self.records.read().ok()?;
+        records
+            .iter()
+            .find(|r| r.entry.name == name && r.entry.public_key == public_hex)
+            .and_then(|r| key_of(&r.entry))
+    }
+
+    /// Key names with a rotation begun and not finished.
+    pub fn pending_rotations(&self) -> Vec<String> {
+        self.read()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r.pending)
+                    .map(|r| r.entry.name.clone())
+                    .collect()
             })
+            .unwrap_or_default()
     }
 
-    /// The directory: active versions first, then the rest, newest first.
+    /// Revocations not yet recorded on every chain.
+    pub fn pending_revocations(&self) -> Vec<Revoked> {
+        self.read()
+            .map(|records| {
+                records
+                    .iter()
+                    .filter(|r| r.revocation_pending)
+                    .filter_map(revoked_of)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Starts a rotation of `name`: generates the successor of its signing
+    /// version and records it, pending. Resumes one already begun.
+    /// Returns (predecessor, successor). Blocking.
+    pub fn begin_rotation(&self, name: &str) -> Result<(ActiveKey, ActiveKey), Error> {
+        let records = self.read()?;
+        let mut active: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
+            .collect();
+        active.sort_by_key(|r| r.entry.version);
+        let (old, pending) = match active.as_slice() {
+            [] => {
+                return Err(Error::NotFound(format!(
+                    "key: no active key named {name:?}"
+                )))
+            }
+            [.., prev, last] if last.pending => (key_of(&prev.entry), Some(key_of(&last.entry))),
+            [.., last] => (key_of(&last.entry), None),
+        };
+        let next_version = records
+            .iter()
+            .filter(|r| r.entry.name == name)
+            .map(|r| r.entry.version)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        drop(records);
+        let old =
+            old.ok_or_else(|| Error::Corrupt(format!("key record of {name} is malformed")))?;
+        if let Some(Some(new)) = pending {
+            return Ok((old, new));
+        }
+        let new = self.generate_version(name, next_version, Some(&old))?;
+        Ok((old, new))
+    }
+
+    /// Completes a rotation once every chain has its boundary: the pending
+    /// version becomes plainly active, the older active ones retired.
+    pub fn finish_rotation(&self, name: &str) -> Result<(), Error> {
+        let now = timestamp::now();
+        self.update(|records| {
+            let Some(newest) = records
+                .iter()
+                .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
+                .map(|r| r.entry.version)
+                .max()
+            else {
+                return;
+            };
+            for r in records.iter_mut().filter(|r| r.entry.name == name) {
+                if r.entry.version == newest {
+                    r.pending = false;
+                } else if r.entry.state == KeyState::Active {
+                    r.entry.state = KeyState::Retired;
+                    r.entry.retired = Some(now.clone());
+                }
+            }
+        })
+    }
+
+    /// Records the revocation of `name` version `version` (the caller has
+    /// rotated away from it if it was signing). Returns what to write on
+    /// the chains.
+    pub fn revoke(
+        &self,
+        name: &str,
+        version: u32,
+        reason: &str,
+        compromised_since: &str,
+    ) -> Result<Revoked, Error> {
+        if !timestamp::is_canonical(compromised_since) {
+            return Err(Error::InvalidArgument(format!(
+                "compromised_since: {compromised_since:?} must be UTC RFC 3339 (e.g. 2026-11-22T10:00:00Z)"
+            )));
+        }
+        if reason.trim().is_empty() || reason.len() > 1024 {
+            return Err(Error::InvalidArgument(
+                "reason: required, at most 1024 bytes".into(),
+            ));
+        }
+        let now = timestamp::now();
+        let mut found = None;
+        self.update(|records| {
+            if let Some(r) = records
+                .iter_mut()
+                .find(|r| r.entry.name == name && r.entry.version == version)
+            {
+                r.entry.state = KeyState::Revoked;
+                r.entry.revoked = Some(now.clone());
+                r.entry.compromised_since = Some(compromised_since.to_owned());
+                r.entry.reason = Some(reason.to_owned());
+                r.pending = false;
+                r.revocation_pending = true;
+                found = revoked_of(r);
+            }
+        })?;
+        found.ok_or_else(|| Error::NotFound(format!("key: {name} has no version {version}")))
+    }
+
+    /// Marks a revocation as written on every chain.
+    pub fn revocation_recorded(&self, key: &KeyId) -> Result<(), Error> {
+        self.update(|records| {
+            for r in records.iter_mut() {
+                if r.entry.name == key.name() && r.entry.version == key.version() {
+                    r.revocation_pending = false;
+                }
+            }
+        })
+    }
+
+    /// Counts `n` more signatures by `key`.
+    pub fn count_signatures(&self, key: &KeyId, n: u64) {
+        if let Ok(mut m) = self.signatures.lock() {
+            *m.entry(key.clone()).or_default() += n;
+        }
+    }
+
+    /// Signatures counted for `key` since it started signing.
+    pub fn signatures(&self, key: &KeyId) -> u64 {
+        self.signatures
+            .lock()
+            .map(|m| m.get(key).copied().unwrap_or(0))
+            .unwrap_or(0)
+    }
+
+    /// When `key` started signing.
+    pub fn activated(&self, key: &KeyId) -> Option<String> {
+        let records = self.records.read().ok()?;
+        records
+            .iter()
+            .find(|r| r.entry.name == key.name() && r.entry.version == key.version())
+            .and_then(|r| r.entry.activated.clone())
+    }
+
+    /// The published (signed) directory.
     pub fn directory(&self) -> Directory {
-        let mut keys = self.records.read().map(|r| r.clone()).unwrap_or_default();
-        keys.sort_by(|a, b| {
-            (
-                a.state != KeyState::Active,
-                &a.name,
-                std::cmp::Reverse(a.version),
-            )
-                .cmp(&(
-                    b.state != KeyState::Active,
-                    &b.name,
-                    std::cmp::Reverse(b.version),
-                ))
-        });
-        Directory { keys }
+        self.published.read().map(|d| d.clone()).unwrap_or_default()
     }
 
-    fn update(&self, f: impl FnOnce(&mut Vec<KeyEntry>)) -> Result<(), Error> {
-        let mut records = self
-            .records
+    /// Rebuilds and signs the directory: signing versions first, then the
+    /// rest, newest first. Blocking (a token signature).
+    pub fn publish(&self) -> Result<(), Error> {
+        let mut keys: Vec<KeyEntry> = self.read()?.iter().map(|r| r.entry.clone()).collect();
+        keys.sort_by(|a, b| {
+            let rank = |k: &KeyEntry| (k.state != KeyState::Active, k.name != self.directory_key);
+            (rank(a), &a.name, std::cmp::Reverse(a.version)).cmp(&(
+                rank(b),
+                &b.name,
+                std::cmp::Reverse(b.version),
+            ))
+        });
+        let mut dir = Directory {
+            keys,
+            signed_at: Some(timestamp::now()),
+            signature: None,
+        };
+        if let Some(signer) = self.signing_key(&self.directory_key) {
+            let digest = dir
+                .signing_digest()
+                .map_err(|e| Error::Internal(format!("directory: {e}")))?;
+            let sig = self.backend.sign(&signer.id, &digest)?;
+            dir.signature = Some(DirectorySignature {
+                keyid: signer.id.to_string(),
+                value: format!("{SIG_PREFIX}{}", hex::encode(sig.0)),
+            });
+        }
+        *self
+            .published
             .write()
-            .map_err(|_| Error::Internal("key records lock poisoned".into()))?;
-        let mut next = records.clone();
-        f(&mut next);
-        let text = serde_json::to_vec_pretty(&File { keys: next.clone() })
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        write_atomic(&self.path, &text)?;
-        *records = next;
+            .map_err(|_| Error::Internal("directory lock poisoned".into()))? = dir;
         Ok(())
     }
+
+    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Vec<Record>>, Error> {
+        self.records
+            .read()
+            .map_err(|_| Error::Internal("key records lock poisoned".into()))
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Vec<Record>)) -> Result<(), Error> {
+        {
+            let mut records = self
+                .records
+                .write()
+                .map_err(|_| Error::Internal("key records lock poisoned".into()))?;
+            let mut next = records.clone();
+            f(&mut next);
+            let text = serde_json::to_vec_pretty(&File { keys: next.clone() })
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            write_atomic(&self.path, &text)?;
+            *records = next;
+        }
+        self.publish()
+    }
+}
+
+fn key_of(e: &KeyEntry) -> Option<ActiveKey> {
+    Some(ActiveKey {
+        id: KeyId::new(&e.name, e.version).ok()?,
+        public_hex: e.public_key.clone(),
+    })
+}
+
+fn revoked_of(r: &Record) -> Option<Revoked> {
+    Some(Revoked {
+        key: key_of(&r.entry)?,
+        revoked_at: r.entry.revoked.clone()?,
+        compromised_since: r.entry.compromised_since.clone()?,
+        reason: r.entry.reason.clone().unwrap_or_default(),
+    })
 }

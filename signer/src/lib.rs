@@ -5,12 +5,15 @@
 //! its backend, links it by hash to the previous receipt, and makes it
 //! durable before the reply.
 
+pub mod admin;
 pub mod bench;
 pub mod chain;
 pub mod config;
 mod error;
+pub mod failpoint;
 pub mod http;
 pub mod keyring;
+pub mod lifecycle;
 pub mod record;
 pub mod registry;
 pub mod server;

@@ -131,7 +131,11 @@ fn bench_token(config: Config, secs: u64) -> ExitCode {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| sigil_signer::Error::io("creating the data dir", e))?;
         let backend = sigil_signer::server::open_backend(&config)?;
-        let keyring = sigil_signer::keyring::Keyring::open(&config.data_dir, backend.clone())?;
+        let keyring = sigil_signer::keyring::Keyring::open(
+            &config.data_dir,
+            backend.clone(),
+            &config.key_name,
+        )?;
         let key = keyring.ensure(&config.key_name)?;
         let kind = backend.describe(&key.id)?.backend;
         for threads in [1, 2] {

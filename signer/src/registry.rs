@@ -21,7 +21,7 @@ pub struct Chains {
     settings: Arc<Settings>,
     default_key: String,
     max_chains: usize,
-    map: Mutex<HashMap<String, ChainHandle>>,
+    map: Mutex<HashMap<String, (ChainHandle, String)>>,
 }
 
 /// Checks a chain name: 1 to 64 characters of `[A-Za-z0-9._-]`.
@@ -80,7 +80,7 @@ impl Chains {
 
     async fn get(&self, name: &str, key: &str) -> Result<ChainHandle, Error> {
         let mut map = self.map.lock().await;
-        if let Some(h) = map.get(name) {
+        if let Some((h, _)) = map.get(name) {
             return Ok(h.clone());
         }
         if map.len() >= self.max_chains {
@@ -96,8 +96,27 @@ impl Chains {
             self.keyring.clone(),
             self.settings.clone(),
         );
-        map.insert(name.to_owned(), h.clone());
+        map.insert(name.to_owned(), (h.clone(), key.to_owned()));
         Ok(h)
+    }
+
+    /// Every open chain signed by key name `key`, by name.
+    pub async fn chains_of_key(&self, key: &str) -> Vec<(String, ChainHandle)> {
+        let mut v: Vec<_> = self
+            .map
+            .lock()
+            .await
+            .iter()
+            .filter(|(_, (_, k))| k == key)
+            .map(|(n, (h, _))| (n.clone(), h.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The key name that signs producer chains.
+    pub fn default_key(&self) -> &str {
+        &self.default_key
     }
 
     /// Resumes every chain file in the directory with a restart open.
@@ -134,7 +153,13 @@ impl Chains {
 
     /// Ends every chain's run with a session_close; waits for each.
     pub async fn close_all(&self, reason: &str) {
-        let handles: Vec<(String, ChainHandle)> = self.map.lock().await.drain().collect();
+        let handles: Vec<(String, ChainHandle)> = self
+            .map
+            .lock()
+            .await
+            .drain()
+            .map(|(n, (h, _))| (n, h))
+            .collect();
         for (name, h) in handles {
             let (tx, rx) = oneshot::channel();
             if h.send(Command::Close {

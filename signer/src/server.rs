@@ -11,12 +11,15 @@ use sigil_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use sigil_keys::software::SoftwareBackend;
 use sigil_keys::yubihsm::{YubiHsmBackend, YubiHsmConfig, YubiHsmConnection};
 use sigil_keys::{Backend, SecretSource};
+use sigil_proto::v1::key_admin_server::KeyAdminServer;
 use sigil_proto::v1::receipts_server::ReceiptsServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
+use crate::admin::AdminService;
 use crate::config::{BackendConfig, Config};
 use crate::keyring::Keyring;
+use crate::lifecycle::Lifecycle;
 use crate::registry::Chains;
 use crate::service::ReceiptService;
 use crate::Error;
@@ -152,23 +155,36 @@ pub async fn run_with_backend(
         .map_err(|e| Error::io("restricting the data dir", e))?;
     let _lock = lock_data_dir(&config)?;
 
-    let keyring = Arc::new(Keyring::open(&config.data_dir, backend)?);
+    let keyring = Arc::new(Keyring::open(&config.data_dir, backend, &config.key_name)?);
     let k = keyring.clone();
     let name = config.key_name.clone();
-    let active = tokio::task::spawn_blocking(move || k.ensure(&name))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let active =
+        tokio::task::spawn_blocking(move || k.ensure(&name).and_then(|a| k.publish().map(|_| a)))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
     tracing::info!(key = %active.id, public_key = %active.public_hex, "signing key ready");
 
+    let (rotate_tx, rotate_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut settings = config.settings();
+    settings.rotate_requests = Some(rotate_tx);
     let chains = Arc::new(Chains::new(
         chains_dir,
         keyring.clone(),
-        Arc::new(config.settings()),
+        Arc::new(settings),
         config.key_name.clone(),
         config.chains.max_chains,
     ));
     let resumed = chains.resume_all().await?;
     tracing::info!(chains = resumed, "chains resumed");
+    let lifecycle = Arc::new(Lifecycle::new(keyring.clone(), chains.clone()));
+    lifecycle.resume().await?;
+    let r = &config.rotation;
+    lifecycle.clone().spawn_schedule(
+        rotate_rx,
+        (r.max_age_seconds > 0).then(|| std::time::Duration::from_secs(r.max_age_seconds)),
+        r.max_signatures,
+        std::time::Duration::from_secs(r.check_seconds.max(1)),
+    );
 
     let grpc = TcpListener::bind(config.grpc_listen)
         .await
@@ -193,6 +209,11 @@ pub async fn run_with_backend(
         .build_v1()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let max = config.limits.max_message_bytes;
+    let admin = KeyAdminServer::new(AdminService::new(
+        keyring.clone(),
+        lifecycle,
+        config.key_name.clone(),
+    ));
     let receipts = ReceiptsServer::new(service)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -204,6 +225,7 @@ pub async fn run_with_backend(
             .add_service(health)
             .add_service(reflection)
             .add_service(receipts)
+            .add_service(admin)
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 async move {

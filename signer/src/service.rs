@@ -146,7 +146,7 @@ impl Receipts for ReceiptService {
                 req.digest.len()
             ))
         })?;
-        if self.keyring.active(&req.key).is_none() {
+        if self.keyring.signing_key(&req.key).is_none() {
             return Err(Error::NotFound(format!("key: no active key named {:?}", req.key)).into());
         }
         let ledger = self.chains.ledger(&req.key).await?;

@@ -19,7 +19,7 @@ pub struct ChainFile {
 pub struct Recovered {
     /// The file, torn tail cut.
     pub file: ChainFile,
-    /// Each whole line, without its newline.
+    /// Each whole line, without its newline (blank lines included).
     pub lines: Vec<String>,
     /// Bytes cut from the end (a line that was never acknowledged).
     pub cut: u64,
@@ -70,11 +70,8 @@ impl ChainFile {
                 e.valid_up_to()
             ))
         })?;
-        let lines = text
-            .split_terminator('\n')
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
+        // Every whole line, blank ones too, so offsets can be recomputed.
+        let lines = text.split_terminator('\n').map(str::to_owned).collect();
         file.seek(SeekFrom::End(0))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
         Ok(Recovered {
@@ -118,6 +115,27 @@ impl ChainFile {
     /// Path of the file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes in the file.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True when the file holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Cuts the file to its first `len` bytes, durably. Only for entries
+    /// that were never acknowledged.
+    pub fn cut_to(&mut self, len: u64) -> Result<(), Error> {
+        self.file
+            .set_len(len)
+            .and_then(|_| self.file.sync_all())
+            .map_err(|e| Error::io(format!("cutting {}", self.path.display()), e))?;
+        self.len = len;
+        Ok(())
     }
 }
 

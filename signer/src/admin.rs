@@ -1,0 +1,115 @@
+//! The `sigil.v1.KeyAdmin` gRPC service: key names, rotation, revocation.
+
+use std::sync::Arc;
+
+use sigil_proto::v1::key_admin_server::KeyAdmin;
+use sigil_proto::v1::{
+    CreateKeyRequest, CreateKeyResponse, GetDirectoryRequest, GetDirectoryResponse,
+    ListKeysRequest, ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
+    RotateKeyResponse,
+};
+use tonic::{Request, Response, Status};
+
+use crate::keyring::Keyring;
+use crate::lifecycle::Lifecycle;
+use crate::Error;
+
+/// The admin service.
+#[derive(Clone)]
+pub struct AdminService {
+    keyring: Arc<Keyring>,
+    lifecycle: Arc<Lifecycle>,
+    default_key: String,
+}
+
+impl AdminService {
+    /// A service over these keys; `default_key` signs producer chains.
+    pub fn new(keyring: Arc<Keyring>, lifecycle: Arc<Lifecycle>, default_key: String) -> Self {
+        AdminService {
+            keyring,
+            lifecycle,
+            default_key,
+        }
+    }
+}
+
+fn key_name(name: &str) -> Result<(), Error> {
+    sigil_keys::KeyId::new(name, 1)
+        .map(|_| ())
+        .map_err(|e| Error::InvalidArgument(format!("name: {e}")))
+}
+
+#[tonic::async_trait]
+impl KeyAdmin for AdminService {
+    async fn create_key(
+        &self,
+        request: Request<CreateKeyRequest>,
+    ) -> Result<Response<CreateKeyResponse>, Status> {
+        let name = request.into_inner().name;
+        key_name(&name)?;
+        let k = self.keyring.clone();
+        let key = tokio::task::spawn_blocking(move || k.create(&name))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(Response::new(CreateKeyResponse {
+            keyid: key.id.to_string(),
+            public_key: key.public_hex,
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        _: Request<ListKeysRequest>,
+    ) -> Result<Response<ListKeysResponse>, Status> {
+        Ok(Response::new(ListKeysResponse {
+            directory_json: self.keyring.directory().to_json(),
+        }))
+    }
+
+    async fn rotate_key(
+        &self,
+        request: Request<RotateKeyRequest>,
+    ) -> Result<Response<RotateKeyResponse>, Status> {
+        let mut name = request.into_inner().name;
+        if name.is_empty() {
+            name = self.default_key.clone();
+        }
+        key_name(&name)?;
+        let r = self.lifecycle.rotate(&name).await?;
+        Ok(Response::new(RotateKeyResponse {
+            previous_keyid: r.old.id.to_string(),
+            keyid: r.new.id.to_string(),
+            public_key: r.new.public_hex,
+            chains: r.chains,
+        }))
+    }
+
+    async fn revoke_key(
+        &self,
+        request: Request<RevokeKeyRequest>,
+    ) -> Result<Response<RevokeKeyResponse>, Status> {
+        let req = request.into_inner();
+        key_name(&req.name)?;
+        if req.version == 0 {
+            return Err(Error::InvalidArgument("version: key versions start at 1".into()).into());
+        }
+        let r = self
+            .lifecycle
+            .revoke(&req.name, req.version, &req.reason, &req.compromised_since)
+            .await?;
+        Ok(Response::new(RevokeKeyResponse {
+            keyid: r.revoked.key.id.to_string(),
+            chains: r.chains,
+            rotated_to: r.rotated_to.map(|k| k.id.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    async fn get_directory(
+        &self,
+        _: Request<GetDirectoryRequest>,
+    ) -> Result<Response<GetDirectoryResponse>, Status> {
+        Ok(Response::new(GetDirectoryResponse {
+            directory_json: self.keyring.directory().to_json(),
+        }))
+    }
+}

@@ -1,0 +1,201 @@
+//! Key lifecycle across chains: rotation (by hand or on a schedule),
+//! revocation, and completing either after a crash.
+//!
+//! One operation runs at a time. A rotation records the successor as
+//! pending, has every chain of the key name write its boundary, then
+//! retires the predecessor; a start that finds a pending successor writes
+//! the missing boundaries (chains do it when they open) and finishes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sigil_proto::timestamp;
+use tokio::sync::{mpsc, Mutex};
+
+use crate::chain::Command;
+use crate::failpoint;
+use crate::keyring::{ActiveKey, Keyring, Revoked};
+use crate::registry::Chains;
+use crate::Error;
+
+/// A completed rotation.
+pub struct Rotated {
+    /// The retired version.
+    pub old: ActiveKey,
+    /// The new signing version.
+    pub new: ActiveKey,
+    /// Chains that crossed the boundary.
+    pub chains: Vec<String>,
+}
+
+/// A recorded revocation.
+pub struct RevokedOn {
+    /// What was revoked.
+    pub revoked: Revoked,
+    /// Chains that carry the revocation receipt.
+    pub chains: Vec<String>,
+    /// The successor, when the revoked version was signing.
+    pub rotated_to: Option<ActiveKey>,
+}
+
+/// Rotation and revocation orchestration.
+pub struct Lifecycle {
+    keyring: Arc<Keyring>,
+    chains: Arc<Chains>,
+    lock: Mutex<()>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("blocking task: {e}")))?
+}
+
+impl Lifecycle {
+    /// Lifecycle over these keys and chains.
+    pub fn new(keyring: Arc<Keyring>, chains: Arc<Chains>) -> Self {
+        Lifecycle {
+            keyring,
+            chains,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Rotates key name `name` now.
+    pub async fn rotate(&self, name: &str) -> Result<Rotated, Error> {
+        let _one_at_a_time = self.lock.lock().await;
+        self.rotate_locked(name).await
+    }
+
+    async fn rotate_locked(&self, name: &str) -> Result<Rotated, Error> {
+        let (k, n) = (self.keyring.clone(), name.to_owned());
+        let (old, new) = blocking(move || k.begin_rotation(&n)).await?;
+        failpoint::hit("rotate.pending");
+        let chains = self.cross_all(name).await?;
+        failpoint::hit("rotate.boundaries");
+        let (k, n) = (self.keyring.clone(), name.to_owned());
+        blocking(move || k.finish_rotation(&n)).await?;
+        tracing::info!(old = %old.id, new = %new.id, chains = chains.len(), "key rotated");
+        Ok(Rotated { old, new, chains })
+    }
+
+    /// Has every chain of `name` cross to its signing version.
+    async fn cross_all(&self, name: &str) -> Result<Vec<String>, Error> {
+        let mut done = Vec::new();
+        for (chain, h) in self.chains.chains_of_key(name).await {
+            h.call(|reply| Command::Rotate { reply })
+                .await
+                .map_err(|e| Error::Unavailable(format!("chain {chain} did not cross the rotation boundary: {e}; retry the rotation")))?;
+            done.push(chain);
+        }
+        Ok(done)
+    }
+
+    /// Revokes `name` version `version`; rotates first if it signs now.
+    pub async fn revoke(
+        &self,
+        name: &str,
+        version: u32,
+        reason: &str,
+        compromised_since: &str,
+    ) -> Result<RevokedOn, Error> {
+        let _one_at_a_time = self.lock.lock().await;
+        let signing = self
+            .keyring
+            .signing_key(name)
+            .ok_or_else(|| Error::NotFound(format!("key: no key named {name:?}")))?;
+        let rotated_to = if signing.id.version() == version {
+            Some(self.rotate_locked(name).await?.new)
+        } else {
+            None
+        };
+        let since = if compromised_since.is_empty() {
+            timestamp::now()
+        } else {
+            compromised_since.to_owned()
+        };
+        let (k, n, r) = (self.keyring.clone(), name.to_owned(), reason.to_owned());
+        let revoked = blocking(move || k.revoke(&n, version, &r, &since)).await?;
+        failpoint::hit("revoke.recorded");
+        let chains = self.record_revocation(&revoked).await?;
+        Ok(RevokedOn {
+            revoked,
+            chains,
+            rotated_to,
+        })
+    }
+
+    async fn record_revocation(&self, revoked: &Revoked) -> Result<Vec<String>, Error> {
+        let mut done = Vec::new();
+        for (chain, h) in self.chains.chains_of_key(revoked.key.id.name()).await {
+            let r = revoked.clone();
+            h.call(|reply| Command::RecordRevocation { revoked: r, reply })
+                .await?;
+            done.push(chain);
+        }
+        let (k, id) = (self.keyring.clone(), revoked.key.id.clone());
+        blocking(move || k.revocation_recorded(&id)).await?;
+        tracing::info!(key = %revoked.key.id, chains = done.len(), "revocation recorded");
+        Ok(done)
+    }
+
+    /// Completes what a crash interrupted: pending rotations and
+    /// revocations not yet on every chain. Run after the chains resumed.
+    pub async fn resume(&self) -> Result<(), Error> {
+        let _one_at_a_time = self.lock.lock().await;
+        for name in self.keyring.pending_rotations() {
+            self.cross_all(&name).await?;
+            let (k, n) = (self.keyring.clone(), name.clone());
+            blocking(move || k.finish_rotation(&n)).await?;
+            tracing::warn!(key = %name, "completed a rotation interrupted by a crash");
+        }
+        for revoked in self.keyring.pending_revocations() {
+            self.record_revocation(&revoked).await?;
+            tracing::warn!(key = %revoked.key.id, "recorded a revocation interrupted by a crash");
+        }
+        Ok(())
+    }
+
+    /// Rotates on schedule: when a signing version is older than
+    /// `max_age`, and when a chain reports (through `requests`) that a
+    /// version reached `max_signatures`.
+    pub fn spawn_schedule(
+        self: Arc<Self>,
+        mut requests: mpsc::UnboundedReceiver<String>,
+        max_age: Option<Duration>,
+        max_signatures: u64,
+        check_every: Duration,
+    ) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(check_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let due: Option<String> = tokio::select! {
+                    r = requests.recv() => match r {
+                        None => return,
+                        Some(name) => self.keyring.signing_key(&name).and_then(|k| {
+                            (max_signatures > 0 && self.keyring.signatures(&k.id) >= max_signatures).then_some(name)
+                        }),
+                    },
+                    _ = tick.tick() => max_age.and_then(|age| self.aged(age)),
+                };
+                if let Some(name) = due {
+                    if let Err(e) = self.rotate(&name).await {
+                        tracing::error!(key = %name, error = %e, "scheduled rotation failed; will retry");
+                    }
+                }
+            }
+        });
+    }
+
+    /// The chain key name when its signing version is older than `max_age`.
+    fn aged(&self, max_age: Duration) -> Option<String> {
+        let name = self.chains.default_key().to_owned();
+        let key = self.keyring.signing_key(&name)?;
+        let activated = timestamp::parse(&self.keyring.activated(&key.id)?).ok()?;
+        let age = time::OffsetDateTime::now_utc() - activated;
+        (age >= max_age).then_some(name)
+    }
+}
