@@ -69,4 +69,11 @@ pub trait Backend: Send + Sync {
 
     /// Describes how `id` is held.
     fn describe(&self, id: &KeyId) -> Result<Custody, KeyError>;
+
+    /// Keeps device sessions from idling out (a YubiHSM 2 drops a session
+    /// after 30 s); the daemon calls it every few seconds when idle. Also a
+    /// cheap liveness probe. The default does nothing.
+    fn keepalive(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
 }

@@ -285,6 +285,12 @@ impl Backend for YubiHsmBackend {
         })
     }
 
+    fn keepalive(&self) -> Result<(), KeyError> {
+        self.run("keepalive", |c| {
+            c.echo(b"sigil".to_vec()).map(|_| ()).map_err(Fail::from)
+        })
+    }
+
     fn describe(&self, id: &KeyId) -> Result<Custody, KeyError> {
         let capabilities = self.run("describing a key", |client| {
             let object_id = Self::must_find(client, id)?;

@@ -114,3 +114,14 @@ fn bad_domain_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("domain"), "{err}");
 }
+
+#[test]
+fn keepalive_talks_to_the_device() {
+    let backend = YubiHsmBackend::with_credentials(
+        yubihsm::Connector::mockhsm(),
+        yubihsm::Credentials::default(),
+        1,
+    )
+    .unwrap();
+    backend.keepalive().unwrap();
+}

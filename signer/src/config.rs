@@ -31,6 +31,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Scheduled rotation.
     pub rotation: RotationConfig,
+    /// Seconds between token liveness checks (which also keep device
+    /// sessions from idling out); gRPC health follows the result.
+    pub token_check_seconds: u64,
 }
 
 /// Rotation on a schedule: whichever limit comes first. A version may sign
@@ -67,6 +70,7 @@ impl Default for Config {
             chains: ChainsConfig::default(),
             limits: LimitsConfig::default(),
             rotation: RotationConfig::default(),
+            token_check_seconds: 10,
         }
     }
 }

@@ -204,6 +204,11 @@ pub async fn run_with_backend(
     health_reporter
         .set_serving::<ReceiptsServer<ReceiptService>>()
         .await;
+    spawn_token_watch(
+        keyring.backend().clone(),
+        health_reporter,
+        std::time::Duration::from_secs(config.token_check_seconds.max(1)),
+    );
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(sigil_proto::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -255,4 +260,42 @@ pub async fn run_with_backend(
     let _ = http_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Probes the token every `every` (which also keeps device sessions alive)
+/// and sets the gRPC health of the service (and the server, "") to
+/// NOT_SERVING while it fails.
+fn spawn_token_watch(
+    backend: Arc<dyn Backend>,
+    health: tonic_health::server::HealthReporter,
+    every: std::time::Duration,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut serving = true;
+        loop {
+            tick.tick().await;
+            let b = backend.clone();
+            let ok = match tokio::task::spawn_blocking(move || b.keepalive()).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "token check failed");
+                    false
+                }
+                Err(_) => false,
+            };
+            if ok != serving {
+                serving = ok;
+                let status = if ok {
+                    tonic_health::ServingStatus::Serving
+                } else {
+                    tonic_health::ServingStatus::NotServing
+                };
+                health.set_service_status("", status).await;
+                health.set_service_status("sigil.v1.Receipts", status).await;
+                tracing::info!(serving = ok, "token health changed");
+            }
+        }
+    });
 }
