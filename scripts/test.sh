@@ -19,9 +19,9 @@ if [ "$need_apt" = 1 ]; then
     softhsm2 swtpm swtpm-tools libtss2-dev tpm2-tools pkg-config >/dev/null
 fi
 
-if [ ! -x .venv/bin/pipelock-verify ]; then
+if [ ! -x .venv/bin/pipelock-verify ] || ! .venv/bin/python -c "import prometheus_client" 2>/dev/null; then
   python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check pipelock-verify==0.4.1
+  .venv/bin/pip install --quiet --disable-pip-version-check pipelock-verify==0.4.1 prometheus-client==0.21.1
 fi
 
 cargo fmt --all -- --check

@@ -1,4 +1,5 @@
-//! The HTTP side: the key directory at its well-known path, and health.
+//! The HTTP side: the key directory at its well-known path, Prometheus
+//! metrics at `/metrics`, and `/healthz`.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::keyring::Keyring;
 
 /// Routes of the HTTP listener.
 pub fn router(keyring: Arc<Keyring>) -> Router {
+    let metrics_keys = keyring.clone();
     Router::new()
         .route(
             WELL_KNOWN_PATH,
@@ -21,6 +23,19 @@ pub fn router(keyring: Arc<Keyring>) -> Router {
                     (
                         [(header::CONTENT_TYPE, "application/json")],
                         k.directory().to_json(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let k = metrics_keys.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        crate::metrics::get().render(&k.active_stats()),
                     )
                         .into_response()
                 }

@@ -372,6 +372,30 @@ impl Keyring {
             .and_then(|r| r.entry.activated.clone())
     }
 
+    /// (keyid, signatures since start, age in seconds) of each active
+    /// version, for metrics.
+    pub fn active_stats(&self) -> Vec<(String, u64, f64)> {
+        let now = time::OffsetDateTime::now_utc();
+        let Ok(records) = self.read() else {
+            return Vec::new();
+        };
+        records
+            .iter()
+            .filter(|r| r.entry.state == KeyState::Active)
+            .filter_map(|r| {
+                let key = key_of(&r.entry)?;
+                let age = r
+                    .entry
+                    .activated
+                    .as_deref()
+                    .and_then(|a| timestamp::parse(a).ok())
+                    .map(|a| (now - a).as_seconds_f64())
+                    .unwrap_or(0.0);
+                Some((key.id.to_string(), self.signatures(&key.id), age))
+            })
+            .collect()
+    }
+
     /// The published (signed) directory.
     pub fn directory(&self) -> Directory {
         self.published.read().map(|d| d.clone()).unwrap_or_default()

@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod http;
 pub mod keyring;
 pub mod lifecycle;
+pub mod metrics;
 pub mod record;
 pub mod registry;
 pub mod server;

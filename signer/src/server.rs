@@ -163,6 +163,9 @@ pub async fn run_with_backend(
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
     tracing::info!(key = %active.id, public_key = %active.public_hex, "signing key ready");
+    if let Ok(c) = keyring.backend().describe(&active.id) {
+        let _ = crate::metrics::get().backend.set(c.backend);
+    }
 
     let (rotate_tx, rotate_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut settings = config.settings();
@@ -285,6 +288,9 @@ fn spawn_token_watch(
                 }
                 Err(_) => false,
             };
+            crate::metrics::get()
+                .token_up
+                .store(u64::from(ok), std::sync::atomic::Ordering::Relaxed);
             if ok != serving {
                 serving = ok;
                 let status = if ok {

@@ -80,10 +80,25 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        let started = std::time::Instant::now();
         let req = request.into_inner();
         let (chain, id) = (req.chain.clone(), req.correlation_id);
-        let rx = self.submit(req).await?;
-        Ok(Response::new(finish(chain, id, rx).await?))
+        let result = match self.submit(req).await {
+            Ok(rx) => finish(chain, id, rx).await,
+            Err(e) => Err(e),
+        };
+        let m = crate::metrics::get();
+        match result {
+            Ok(r) => {
+                m.append_seconds.time(started.elapsed());
+                Ok(Response::new(r))
+            }
+            Err(e) => {
+                let status = Status::from(e);
+                m.error(status.code());
+                Err(status)
+            }
+        }
     }
 
     type AppendStreamStream = ReplyStream;
@@ -109,7 +124,7 @@ impl Receipts for ReceiptService {
                 };
                 let (chain, id) = (req.chain.clone(), req.correlation_id);
                 let item = match svc.submit(req).await {
-                    Ok(rx) => Ok((chain, id, rx)),
+                    Ok(rx) => Ok((chain, id, rx, std::time::Instant::now())),
                     Err(e) => Err((id, Status::from(e))),
                 };
                 if order_tx.send(item).await.is_err() {
@@ -120,9 +135,13 @@ impl Receipts for ReceiptService {
         // Writer: awaits receipts in request order.
         tokio::spawn(async move {
             while let Some(item) = order_rx.recv().await {
+                let m = crate::metrics::get();
                 let reply = match item {
-                    Ok((chain, id, rx)) => match finish(chain, id, rx).await {
-                        Ok(r) => reply_ok(id, r),
+                    Ok((chain, id, rx, started)) => match finish(chain, id, rx).await {
+                        Ok(r) => {
+                            m.append_seconds.time(started.elapsed());
+                            reply_ok(id, r)
+                        }
                         Err(e) => reply_err(id, Status::from(e)),
                     },
                     Err((id, status)) => reply_err(id, status),
@@ -188,6 +207,7 @@ fn reply_ok(id: u64, r: AppendResponse) -> AppendStreamReply {
 }
 
 fn reply_err(id: u64, s: Status) -> AppendStreamReply {
+    crate::metrics::get().error(s.code());
     AppendStreamReply {
         correlation_id: id,
         result: Some(append_stream_reply::Result::Error(AppendError {

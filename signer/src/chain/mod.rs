@@ -428,8 +428,15 @@ impl Ctx {
             outcomes.extend(pending);
             return (Some(state), outcomes);
         }
-        match state.file.append_durable(&buf) {
+        let started = std::time::Instant::now();
+        let written = state.file.append_durable(&buf);
+        let m = crate::metrics::get();
+        m.fsync_seconds.time(started.elapsed());
+        match written {
             Ok(()) => {
+                let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
+                m.batch_size.observe(lines as f64);
+                m.receipts(&self.name, lines);
                 if state.tail.key != key_at_start {
                     crate::failpoint::hit("rotate.chain_boundary");
                 }
@@ -496,6 +503,7 @@ impl Ctx {
             state
                 .file
                 .append_durable(format!("{}\n", a.line).as_bytes())?;
+            crate::metrics::get().receipts(&self.name, 1);
             tracing::info!(chain = %self.name, "chain created");
             return Ok(state);
         }
@@ -529,6 +537,7 @@ impl Ctx {
             buf.push(b'\n');
         }
         state.file.append_durable(&buf)?;
+        crate::metrics::get().receipts(&self.name, 1);
         tracing::info!(chain = %self.name, seq = state.tail.seq, "chain resumed with a restart session_open");
         Ok(state)
     }

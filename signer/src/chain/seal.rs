@@ -52,7 +52,9 @@ pub fn seal_at(
         let path = e.path.replacen("action_record", "record", 1);
         Error::InvalidArgument(format!("{path}: {}", e.problem))
     })?;
+    let started = std::time::Instant::now();
     let sig = backend.sign(&tail.key.id, &receipt::digest(&canonical))?;
+    crate::metrics::get().sign_seconds.time(started.elapsed());
     let signature = format!("{SIG_PREFIX}{}", hex::encode(sig.0));
     let bytes = receipt::receipt_bytes(&canonical, &signature, &tail.key.public_hex, None);
     let hash = receipt::receipt_hash(&bytes);

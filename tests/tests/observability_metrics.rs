@@ -1,0 +1,83 @@
+//! /metrics is Prometheus text that Prometheus's own parser reads, and its
+//! counters move under load; gRPC health answers SERVING.
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use sigil_tests::{append_many, sigil_stdin, workspace, Daemon};
+
+/// Parses the exposition with the prometheus_client Python package (the
+/// reference parser) and returns sample name{labels} -> value.
+fn scrape(http: &str) -> HashMap<String, f64> {
+    let python = workspace().join(".venv/bin/python");
+    let script = r#"
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen("http://" + sys.argv[1] + "/metrics").read().decode()
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        print(f"{s.name}{{{labels}}} {s.value}")
+"#;
+    let out = Command::new(&python)
+        .args(["-c", script, http])
+        .output()
+        .expect("venv python (scripts/test.sh installs prometheus-client)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.rsplit_once(' ').unwrap();
+            (k.to_owned(), v.parse().unwrap())
+        })
+        .collect()
+}
+
+fn get(m: &HashMap<String, f64>, k: &str) -> f64 {
+    m.get(k).copied().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_move_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let before = scrape(&daemon.http);
+    assert_eq!(get(&before, "sigil_token_up{backend=\"software\"}"), 1.0);
+
+    append_many(&daemon.endpoint, &["m-a", "m-b"], 100, 4).await;
+    let out = sigil_stdin(&["--endpoint", &daemon.endpoint, "append", "--chain", "m-a"], r#"{"target":"t"}"#);
+    assert!(!out.status.success());
+
+    let after = scrape(&daemon.http);
+    // 100 producer receipts plus the genesis open, per chain.
+    assert_eq!(get(&after, "sigil_receipts_total{chain=\"m-a\"}"), 101.0);
+    assert_eq!(get(&after, "sigil_receipts_total{chain=\"m-b\"}"), 101.0);
+    assert!(get(&after, "sigil_append_seconds_count{}") >= get(&before, "sigil_append_seconds_count{}") + 200.0);
+    assert!(get(&after, "sigil_sign_seconds_count{backend=\"software\"}") >= 202.0);
+    assert!(get(&after, "sigil_batch_size_count{}") > 0.0);
+    assert!(get(&after, "sigil_fsync_seconds_sum{}") > 0.0);
+    assert_eq!(get(&after, "sigil_errors_total{code=\"INVALID_ARGUMENT\"}"), 1.0);
+    assert!(get(&after, "sigil_key_signatures{keyid=\"mediator.v1\"}") >= 200.0);
+    assert!(after.contains_key("sigil_key_age_seconds{keyid=\"mediator.v1\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_answers_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let channel = tonic::transport::Endpoint::from_shared(daemon.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["", "sigil.v1.Receipts"] {
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status(), tonic_health::pb::health_check_response::ServingStatus::Serving, "{service:?}");
+    }
+}
