@@ -66,11 +66,65 @@ pub struct Client {
     admin: KeyAdminClient<Channel>,
 }
 
+/// TLS for the connection: the CA that issued the daemon's certificate,
+/// and this client's certificate and key (PEM files).
+#[derive(Clone, Debug, Default)]
+pub struct ClientTls {
+    /// CA of the server certificate.
+    pub ca: Option<std::path::PathBuf>,
+    /// Client certificate.
+    pub cert: Option<std::path::PathBuf>,
+    /// Client private key.
+    pub key: Option<std::path::PathBuf>,
+}
+
+impl ClientTls {
+    fn config(&self) -> Result<tonic::transport::ClientTlsConfig, ClientError> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|source| ClientError::Io {
+                what: format!("reading {}", p.display()),
+                source,
+            })
+        };
+        let mut c = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            c = c.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+        }
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                c = c.identity(tonic::transport::Identity::from_pem(
+                    read(cert)?,
+                    read(key)?,
+                ));
+            }
+            (None, None) => {}
+            _ => return Err(ClientError::Input("--cert and --key go together".into())),
+        }
+        Ok(c)
+    }
+}
+
 impl Client {
     /// Connects to `endpoint`, e.g. `http://127.0.0.1:7700`.
     pub async fn connect(endpoint: &str) -> Result<Self, ClientError> {
-        let ep = Endpoint::from_shared(endpoint.to_owned())
+        Self::connect_with(endpoint, None).await
+    }
+
+    /// Connects to `endpoint` (`https://...` with `tls`).
+    pub async fn connect_with(
+        endpoint: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ClientError> {
+        let mut ep = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|_| ClientError::Endpoint(endpoint.to_owned()))?;
+        if let Some(t) = tls {
+            ep = ep
+                .tls_config(t.config()?)
+                .map_err(|source| ClientError::Connect {
+                    endpoint: endpoint.to_owned(),
+                    source,
+                })?;
+        }
         let channel = ep.connect().await.map_err(|source| ClientError::Connect {
             endpoint: endpoint.to_owned(),
             source,

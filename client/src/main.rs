@@ -24,6 +24,15 @@ struct Cli {
     /// sigild gRPC endpoint.
     #[arg(long, global = true, env = "SIGIL_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
     endpoint: String,
+    /// CA certificate (PEM) of the daemon's TLS certificate; use an https:// endpoint.
+    #[arg(long, global = true, env = "SIGIL_CA")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS.
+    #[arg(long, global = true, env = "SIGIL_CERT")]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM) for mTLS.
+    #[arg(long = "key-file", global = true, env = "SIGIL_KEY_FILE")]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -189,16 +198,37 @@ fn main() -> ExitCode {
     ExitCode::from(rt.block_on(run(cli)))
 }
 
+/// Where the daemon is and how to reach it.
+struct Target {
+    endpoint: String,
+    tls: Option<sigil_client::ClientTls>,
+}
+
+async fn connect(t: &Target) -> Result<Client, ClientError> {
+    Client::connect_with(&t.endpoint, t.tls.as_ref()).await
+}
+
 async fn run(cli: Cli) -> u8 {
+    let tls = (cli.ca.is_some() || cli.cert.is_some() || cli.key_file.is_some()).then(|| {
+        sigil_client::ClientTls {
+            ca: cli.ca.clone(),
+            cert: cli.cert.clone(),
+            key: cli.key_file.clone(),
+        }
+    });
+    let target = Target {
+        endpoint: cli.endpoint.clone(),
+        tls,
+    };
     let result = match cli.command {
         Command::Verify { command } => return verify_cmd(command).await,
-        Command::Append { chain, record } => append(&cli.endpoint, &chain, &record).await,
-        Command::SignDigest { key, digest } => sign_digest(&cli.endpoint, &key, &digest).await,
-        Command::Directory => match Client::connect(&cli.endpoint).await {
+        Command::Append { chain, record } => append(&target, &chain, &record).await,
+        Command::SignDigest { key, digest } => sign_digest(&target, &key, &digest).await,
+        Command::Directory => match connect(&target).await {
             Ok(mut c) => c.directory().await.map(|d| println!("{d}")),
             Err(e) => Err(e),
         },
-        Command::Keys { command } => keys(&cli.endpoint, command).await,
+        Command::Keys { command } => keys(&target, command).await,
         Command::Chain {
             command: ChainCommand::Endorsements { file, out },
         } => endorsements(&file, &out),
@@ -224,7 +254,7 @@ fn read(path: &std::path::Path) -> Result<String, ClientError> {
     })
 }
 
-async fn append(endpoint: &str, chain: &str, record: &str) -> Result<(), ClientError> {
+async fn append(target: &Target, chain: &str, record: &str) -> Result<(), ClientError> {
     let text = if record == "-" {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|source| {
@@ -237,13 +267,13 @@ async fn append(endpoint: &str, chain: &str, record: &str) -> Result<(), ClientE
     } else {
         read(std::path::Path::new(record))?
     };
-    let mut client = Client::connect(endpoint).await?;
+    let mut client = connect(target).await?;
     let r = client.append(chain, text.trim_end()).await?;
     println!("{}", r.receipt_json);
     Ok(())
 }
 
-async fn sign_digest(endpoint: &str, key: &str, digest: &str) -> Result<(), ClientError> {
+async fn sign_digest(target: &Target, key: &str, digest: &str) -> Result<(), ClientError> {
     let bytes = hex::decode(digest)
         .ok()
         .filter(|b| b.len() == 32)
@@ -252,7 +282,7 @@ async fn sign_digest(endpoint: &str, key: &str, digest: &str) -> Result<(), Clie
                 "digest must be 64 hex characters (32 bytes), got {digest:?}"
             ))
         })?;
-    let mut client = Client::connect(endpoint).await?;
+    let mut client = connect(target).await?;
     let r = client.sign_digest(key, &bytes).await?;
     println!(
         "{}",
@@ -267,8 +297,8 @@ async fn sign_digest(endpoint: &str, key: &str, digest: &str) -> Result<(), Clie
     Ok(())
 }
 
-async fn keys(endpoint: &str, cmd: KeysCommand) -> Result<(), ClientError> {
-    let mut client = Client::connect(endpoint).await?;
+async fn keys(target: &Target, cmd: KeysCommand) -> Result<(), ClientError> {
+    let mut client = connect(target).await?;
     let out = match cmd {
         KeysCommand::List => {
             println!("{}", client.list_keys().await?);

@@ -10,6 +10,7 @@ use sigil_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Auth, Role};
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
 use crate::Error;
@@ -20,16 +21,27 @@ pub struct AdminService {
     keyring: Arc<Keyring>,
     lifecycle: Arc<Lifecycle>,
     default_key: String,
+    auth: Auth,
 }
 
 impl AdminService {
     /// A service over these keys; `default_key` signs producer chains.
-    pub fn new(keyring: Arc<Keyring>, lifecycle: Arc<Lifecycle>, default_key: String) -> Self {
+    pub fn new(
+        keyring: Arc<Keyring>,
+        lifecycle: Arc<Lifecycle>,
+        default_key: String,
+        auth: Auth,
+    ) -> Self {
         AdminService {
             keyring,
             lifecycle,
             default_key,
+            auth,
         }
+    }
+
+    fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Error> {
+        self.auth.caller(request)?.require(Role::Admin, what)
     }
 }
 
@@ -45,6 +57,7 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<CreateKeyRequest>,
     ) -> Result<Response<CreateKeyResponse>, Status> {
+        self.admin(&request, "create keys")?;
         let name = request.into_inner().name;
         key_name(&name)?;
         let k = self.keyring.clone();
@@ -59,8 +72,9 @@ impl KeyAdmin for AdminService {
 
     async fn list_keys(
         &self,
-        _: Request<ListKeysRequest>,
+        request: Request<ListKeysRequest>,
     ) -> Result<Response<ListKeysResponse>, Status> {
+        self.admin(&request, "list keys")?;
         Ok(Response::new(ListKeysResponse {
             directory_json: self.keyring.directory().to_json(),
         }))
@@ -70,6 +84,7 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<RotateKeyRequest>,
     ) -> Result<Response<RotateKeyResponse>, Status> {
+        self.admin(&request, "rotate keys")?;
         let mut name = request.into_inner().name;
         if name.is_empty() {
             name = self.default_key.clone();
@@ -88,6 +103,7 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<RevokeKeyRequest>,
     ) -> Result<Response<RevokeKeyResponse>, Status> {
+        self.admin(&request, "revoke keys")?;
         let req = request.into_inner();
         key_name(&req.name)?;
         if req.version == 0 {
@@ -106,8 +122,9 @@ impl KeyAdmin for AdminService {
 
     async fn get_directory(
         &self,
-        _: Request<GetDirectoryRequest>,
+        request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
+        self.auth.caller(&request)?;
         Ok(Response::new(GetDirectoryResponse {
             directory_json: self.keyring.directory().to_json(),
         }))

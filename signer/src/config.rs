@@ -31,9 +31,25 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Scheduled rotation.
     pub rotation: RotationConfig,
+    /// TLS for the gRPC listener, with client certificates.
+    pub tls: Option<TlsConfig>,
+    /// Client identities and their grants (with TLS).
+    pub identities: Vec<crate::auth::Identity>,
     /// Seconds between token liveness checks (which also keep device
     /// sessions from idling out); gRPC health follows the result.
     pub token_check_seconds: u64,
+}
+
+/// Server certificate and the CA that issues client certificates (PEM).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// CA of client certificates.
+    pub client_ca: PathBuf,
 }
 
 /// Rotation on a schedule: whichever limit comes first. A version may sign
@@ -71,6 +87,8 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
+            tls: None,
+            identities: Vec::new(),
         }
     }
 }
@@ -212,7 +230,7 @@ impl Config {
             ("grpc_listen", self.grpc_listen),
             ("http_listen", self.http_listen),
         ] {
-            if !addr.ip().is_loopback() {
+            if self.tls.is_none() && !addr.ip().is_loopback() {
                 return Err(Error::Config(format!(
                     "{what} {addr} is not a loopback address; without TLS configured sigild \
                      listens on loopback only, so that no one else can append or sign"

@@ -17,6 +17,9 @@ pub enum Error {
     /// The caller may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// The caller did not say who it is (no client certificate).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// A limit was reached (chains, queue depth).
     #[error("{0}")]
     ResourceExhausted(String),
@@ -66,6 +69,7 @@ impl From<Error> for tonic::Status {
             Error::AlreadyExists(_) => Status::already_exists(msg),
             Error::NotFound(_) => Status::not_found(msg),
             Error::PermissionDenied(_) => Status::permission_denied(msg),
+            Error::Unauthenticated(_) => Status::unauthenticated(msg),
             Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
             Error::Unavailable(_) | Error::Io { .. } => Status::unavailable(msg),
             Error::Key(k) if k.is_unavailable() => Status::unavailable(msg),

@@ -6,6 +6,7 @@
 //! durable before the reply.
 
 pub mod admin;
+pub mod auth;
 pub mod bench;
 pub mod chain;
 pub mod config;

@@ -15,7 +15,9 @@ const LATENCY: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 /// Upper bounds of batch-size buckets.
-const SIZES: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0];
+const SIZES: [f64; 10] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0,
+];
 
 /// A fixed-bucket histogram.
 pub struct Histogram {
@@ -60,7 +62,11 @@ impl Histogram {
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(
             out,
             "{name}_sum{braces} {}",
@@ -134,14 +140,19 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let backend = self.backend.get().copied().unwrap_or("unknown");
         out.push_str("# HELP sigil_sign_seconds Token signing latency.\n# TYPE sigil_sign_seconds histogram\n");
-        self.sign_seconds
-            .render(&mut out, "sigil_sign_seconds", &format!("backend=\"{backend}\""));
+        self.sign_seconds.render(
+            &mut out,
+            "sigil_sign_seconds",
+            &format!("backend=\"{backend}\""),
+        );
         out.push_str("# HELP sigil_append_seconds Append latency, request to durable reply.\n# TYPE sigil_append_seconds histogram\n");
-        self.append_seconds.render(&mut out, "sigil_append_seconds", "");
+        self.append_seconds
+            .render(&mut out, "sigil_append_seconds", "");
         out.push_str("# HELP sigil_batch_size Receipts made durable by one fsync.\n# TYPE sigil_batch_size histogram\n");
         self.batch_size.render(&mut out, "sigil_batch_size", "");
         out.push_str("# HELP sigil_fsync_seconds Write and fdatasync of one group commit.\n# TYPE sigil_fsync_seconds histogram\n");
-        self.fsync_seconds.render(&mut out, "sigil_fsync_seconds", "");
+        self.fsync_seconds
+            .render(&mut out, "sigil_fsync_seconds", "");
         out.push_str("# HELP sigil_receipts_total Durable receipts per chain.\n# TYPE sigil_receipts_total counter\n");
         if let Ok(m) = self.receipts.lock() {
             for (chain, n) in m.iter() {
@@ -155,7 +166,11 @@ impl Metrics {
             }
         }
         out.push_str("# HELP sigil_token_up Whether the last token check succeeded.\n# TYPE sigil_token_up gauge\n");
-        let _ = writeln!(out, "sigil_token_up{{backend=\"{backend}\"}} {}", self.token_up.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "sigil_token_up{{backend=\"{backend}\"}} {}",
+            self.token_up.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP sigil_key_signatures Signatures by each key version since start.\n# TYPE sigil_key_signatures gauge\n");
         for (keyid, n, _) in keys {
             let _ = writeln!(out, "sigil_key_signatures{{keyid=\"{keyid}\"}} {n}");

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
 use crate::admin::AdminService;
+use crate::auth::Auth;
 use crate::config::{BackendConfig, Config};
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
@@ -202,7 +203,13 @@ pub async fn run_with_backend(
         .local_addr()
         .map_err(|e| Error::io("HTTP address", e))?;
 
-    let service = ReceiptService::new(chains.clone(), keyring.clone(), config.record_limits());
+    let auth = Auth::new(config.tls.is_some(), config.identities.clone());
+    let service = ReceiptService::new(
+        chains.clone(),
+        keyring.clone(),
+        config.record_limits(),
+        auth.clone(),
+    );
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ReceiptsServer<ReceiptService>>()
@@ -221,6 +228,7 @@ pub async fn run_with_backend(
         keyring.clone(),
         lifecycle,
         config.key_name.clone(),
+        auth,
     ));
     let receipts = ReceiptsServer::new(service)
         .max_decoding_message_size(max)
@@ -229,7 +237,7 @@ pub async fn run_with_backend(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
+        grpc_builder(&config)?
             .add_service(health)
             .add_service(reflection)
             .add_service(receipts)
@@ -304,4 +312,28 @@ fn spawn_token_watch(
             }
         }
     });
+}
+
+/// The gRPC server builder, with TLS and client certificates when
+/// configured. Client certificates are requested, not required, at the
+/// handshake, so a call without one gets a clear UNAUTHENTICATED; one from
+/// another CA fails the handshake.
+fn grpc_builder(config: &Config) -> Result<tonic::transport::Server, Error> {
+    let builder = tonic::transport::Server::builder();
+    let Some(tls) = &config.tls else {
+        return Ok(builder);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| Error::io(format!("reading TLS file {}", p.display()), e))
+    };
+    let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    let tls_config = tonic::transport::ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(tonic::transport::Certificate::from_pem(read(
+            &tls.client_ca,
+        )?))
+        .client_auth_optional(true);
+    builder
+        .tls_config(tls_config)
+        .map_err(|e| Error::Config(format!("TLS: {e}")))
 }

@@ -13,6 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Auth, Caller};
 use crate::chain::{Appended, Command};
 use crate::keyring::Keyring;
 use crate::record::{self, Limits};
@@ -28,15 +29,17 @@ pub struct ReceiptService {
     chains: Arc<Chains>,
     keyring: Arc<Keyring>,
     limits: Limits,
+    auth: Auth,
 }
 
 impl ReceiptService {
     /// A service over these chains and keys.
-    pub fn new(chains: Arc<Chains>, keyring: Arc<Keyring>, limits: Limits) -> Self {
+    pub fn new(chains: Arc<Chains>, keyring: Arc<Keyring>, limits: Limits, auth: Auth) -> Self {
         ReceiptService {
             chains,
             keyring,
             limits,
+            auth,
         }
     }
 
@@ -44,9 +47,11 @@ impl ReceiptService {
     /// durable receipt.
     async fn submit(
         &self,
+        caller: &Caller,
         req: AppendRequest,
     ) -> Result<oneshot::Receiver<Result<Appended, Error>>, Error> {
         registry::check_name(&req.chain)?;
+        caller.may_append(&req.chain)?;
         let record = record::parse(&req.record_json, &self.limits)?;
         let chain = self.chains.producer_chain(&req.chain).await?;
         let (tx, rx) = oneshot::channel();
@@ -81,10 +86,14 @@ impl Receipts for ReceiptService {
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
         let started = std::time::Instant::now();
+        let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let (chain, id) = (req.chain.clone(), req.correlation_id);
-        let result = match self.submit(req).await {
-            Ok(rx) => finish(chain, id, rx).await,
+        let result = match caller {
+            Ok(c) => match self.submit(&c, req).await {
+                Ok(rx) => finish(chain, id, rx).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let m = crate::metrics::get();
@@ -107,6 +116,7 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<Streaming<AppendRequest>>,
     ) -> Result<Response<ReplyStream>, Status> {
+        let caller = self.auth.caller(&request)?;
         let mut inbound = request.into_inner();
         let (order_tx, mut order_rx) = mpsc::channel(STREAM_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(STREAM_WINDOW);
@@ -123,7 +133,7 @@ impl Receipts for ReceiptService {
                     }
                 };
                 let (chain, id) = (req.chain.clone(), req.correlation_id);
-                let item = match svc.submit(req).await {
+                let item = match svc.submit(&caller, req).await {
                     Ok(rx) => Ok((chain, id, rx, std::time::Instant::now())),
                     Err(e) => Err((id, Status::from(e))),
                 };
@@ -158,7 +168,9 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<SignDigestRequest>,
     ) -> Result<Response<SignDigestResponse>, Status> {
+        let caller = self.auth.caller(&request)?;
         let req = request.into_inner();
+        caller.may_sign(&req.key)?;
         let digest: [u8; 32] = req.digest.as_slice().try_into().map_err(|_| {
             Error::InvalidArgument(format!(
                 "digest: must be exactly 32 bytes, got {}",
@@ -173,7 +185,7 @@ impl Receipts for ReceiptService {
         ledger
             .send(Command::SignDigest {
                 digest,
-                principal: "anonymous".into(),
+                principal: caller.id.clone(),
                 reply: tx,
             })
             .await?;
@@ -191,8 +203,9 @@ impl Receipts for ReceiptService {
 
     async fn get_directory(
         &self,
-        _: Request<GetDirectoryRequest>,
+        request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
+        self.auth.caller(&request)?;
         Ok(Response::new(GetDirectoryResponse {
             directory_json: self.keyring.directory().to_json(),
         }))

@@ -30,11 +30,20 @@ async fn a_full_disk_fails_appends_cleanly_and_recovers_when_space_returns() {
     let _mount = Mount(mnt.clone());
 
     let daemon = Daemon::start(&mnt.join("data"), &[]);
-    let key = directory_keys(&daemon.endpoint)[0]["public_key"].as_str().unwrap().to_owned();
+    let key = directory_keys(&daemon.endpoint)[0]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut client = Client::connect(&daemon.endpoint).await.unwrap();
     let mut acked = Vec::new();
     for i in 0..10 {
-        acked.push(client.append("disk", &record(i)).await.unwrap().receipt_json);
+        acked.push(
+            client
+                .append("disk", &record(i))
+                .await
+                .unwrap()
+                .receipt_json,
+        );
     }
 
     // Fill the disk, leaving a little room.
@@ -60,7 +69,11 @@ async fn a_full_disk_fails_appends_cleanly_and_recovers_when_space_returns() {
     }
     let status = failed.expect("the disk never filled");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
-    assert!(status.message().contains("No space left"), "{}", status.message());
+    assert!(
+        status.message().contains("No space left"),
+        "{}",
+        status.message()
+    );
 
     // Nothing torn: the file is whole lines, every acknowledged receipt is
     // there, and it verifies.

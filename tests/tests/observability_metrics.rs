@@ -23,7 +23,11 @@ for family in text_string_to_metric_families(text):
         .args(["-c", script, http])
         .output()
         .expect("venv python (scripts/test.sh installs prometheus-client)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -46,18 +50,27 @@ async fn metrics_parse_as_prometheus_text_and_move_under_load() {
     assert_eq!(get(&before, "sigil_token_up{backend=\"software\"}"), 1.0);
 
     append_many(&daemon.endpoint, &["m-a", "m-b"], 100, 4).await;
-    let out = sigil_stdin(&["--endpoint", &daemon.endpoint, "append", "--chain", "m-a"], r#"{"target":"t"}"#);
+    let out = sigil_stdin(
+        &["--endpoint", &daemon.endpoint, "append", "--chain", "m-a"],
+        r#"{"target":"t"}"#,
+    );
     assert!(!out.status.success());
 
     let after = scrape(&daemon.http);
     // 100 producer receipts plus the genesis open, per chain.
     assert_eq!(get(&after, "sigil_receipts_total{chain=\"m-a\"}"), 101.0);
     assert_eq!(get(&after, "sigil_receipts_total{chain=\"m-b\"}"), 101.0);
-    assert!(get(&after, "sigil_append_seconds_count{}") >= get(&before, "sigil_append_seconds_count{}") + 200.0);
+    assert!(
+        get(&after, "sigil_append_seconds_count{}")
+            >= get(&before, "sigil_append_seconds_count{}") + 200.0
+    );
     assert!(get(&after, "sigil_sign_seconds_count{backend=\"software\"}") >= 202.0);
     assert!(get(&after, "sigil_batch_size_count{}") > 0.0);
     assert!(get(&after, "sigil_fsync_seconds_sum{}") > 0.0);
-    assert_eq!(get(&after, "sigil_errors_total{code=\"INVALID_ARGUMENT\"}"), 1.0);
+    assert_eq!(
+        get(&after, "sigil_errors_total{code=\"INVALID_ARGUMENT\"}"),
+        1.0
+    );
     assert!(get(&after, "sigil_key_signatures{keyid=\"mediator.v1\"}") >= 200.0);
     assert!(after.contains_key("sigil_key_age_seconds{keyid=\"mediator.v1\"}"));
 }
@@ -74,10 +87,16 @@ async fn grpc_health_answers_serving() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     for service in ["", "sigil.v1.Receipts"] {
         let r = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(r.status(), tonic_health::pb::health_check_response::ServingStatus::Serving, "{service:?}");
+        assert_eq!(
+            r.status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+            "{service:?}"
+        );
     }
 }
