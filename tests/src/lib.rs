@@ -382,3 +382,124 @@ pub async fn append_many(
     }
     all
 }
+
+// Key lifecycle: rotation, revocation and directory tests share these.
+
+impl Daemon {
+    /// Waits until sigild has exited on its own (a crash point kills it);
+    /// true when it has. [`Daemon::terminate`] cannot stop a dead process.
+    pub fn wait_exited(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while let Some(c) = self.child.as_mut() {
+            if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
+                break;
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        true
+    }
+
+    /// URL of the HTTP key directory.
+    pub fn directory_url(&self) -> String {
+        format!(
+            "http://{}/.well-known/http-message-signatures-directory",
+            self.http
+        )
+    }
+}
+
+/// Writes the rotation endorsements held in chain file `file` into `out`
+/// with `sigil chain endorsements`; returns their paths in file order.
+pub fn export_endorsements(file: &Path, out: &Path) -> Vec<PathBuf> {
+    let o = sigil(&[
+        "chain",
+        "endorsements",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "sigil chain endorsements: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// Runs `sigil verify chain FILE ARGS...`; returns (exit code, stdout and
+/// stderr).
+pub fn sigil_verify_chain(file: &Path, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["verify", "chain", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let o = sigil(&all);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code().unwrap_or(-1), text)
+}
+
+/// The lines of a chain file, parsed, with their 1-based line numbers.
+pub fn chain_lines(path: &Path) -> Vec<(usize, serde_json::Value)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.split('\n')
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            let v = serde_json::from_str(l).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            (i + 1, v)
+        })
+        .collect()
+}
+
+/// The receipts of a chain file (lines with an `action_record`).
+pub fn chain_receipts(path: &Path) -> Vec<(usize, serde_json::Value)> {
+    chain_lines(path)
+        .into_iter()
+        .filter(|(_, v)| v.get("action_record").is_some())
+        .collect()
+}
+
+/// The signer keys of a chain's receipts in file order, runs merged: one
+/// entry per key segment.
+pub fn segment_keys(path: &Path) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for (_, r) in chain_receipts(path) {
+        let k = r["signer_key"].as_str().unwrap().to_owned();
+        if keys.last() != Some(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// The `action_record`s carrying a `key_transition` (rotation boundaries),
+/// with the signer of each.
+pub fn boundaries(path: &Path) -> Vec<(serde_json::Value, String)> {
+    chain_receipts(path)
+        .into_iter()
+        .filter(|(_, r)| !r["action_record"]["key_transition"].is_null())
+        .map(|(_, r)| {
+            (
+                r["action_record"].clone(),
+                r["signer_key"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Number of `rotation_endorsement` entries in a chain file.
+pub fn endorsement_entries(path: &Path) -> usize {
+    chain_lines(path)
+        .iter()
+        .filter(|(_, v)| v["type"] == "rotation_endorsement")
+        .count()
+}
