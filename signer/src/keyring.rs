@@ -164,7 +164,9 @@ impl Keyring {
                 .ok_or_else(|| Error::Internal(format!("{id} exists yet cannot be found")))?,
             Err(e) => return Err(e.into()),
         };
-        crate::failpoint::hit("rotate.generated");
+        if endorser.is_some() {
+            crate::failpoint::hit("rotate.generated");
+        }
         let custody = self.backend.describe(&id)?;
         let now = timestamp::now();
         let mut entry = KeyEntry::new(name, version, &public.0);
@@ -298,16 +300,24 @@ impl Keyring {
         })
     }
 
-    /// Records the revocation of `name` version `version` (the caller has
-    /// rotated away from it if it was signing). Returns what to write on
-    /// the chains.
-    pub fn revoke(
+    /// Checks a revocation request without changing anything: the version
+    /// exists, `compromised_since` is canonical UTC, a reason is given.
+    pub fn check_revocation(
         &self,
         name: &str,
         version: u32,
         reason: &str,
         compromised_since: &str,
-    ) -> Result<Revoked, Error> {
+    ) -> Result<(), Error> {
+        if !self
+            .read()?
+            .iter()
+            .any(|r| r.entry.name == name && r.entry.version == version)
+        {
+            return Err(Error::NotFound(format!(
+                "key: {name} has no version {version}"
+            )));
+        }
         if !timestamp::is_canonical(compromised_since) {
             return Err(Error::InvalidArgument(format!(
                 "compromised_since: {compromised_since:?} must be UTC RFC 3339 (e.g. 2026-11-22T10:00:00Z)"
@@ -318,6 +328,20 @@ impl Keyring {
                 "reason: required, at most 1024 bytes".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Records the revocation of `name` version `version` (the caller has
+    /// rotated away from it if it was signing). Returns what to write on
+    /// the chains.
+    pub fn revoke(
+        &self,
+        name: &str,
+        version: u32,
+        reason: &str,
+        compromised_since: &str,
+    ) -> Result<Revoked, Error> {
+        self.check_revocation(name, version, reason, compromised_since)?;
         let now = timestamp::now();
         let mut found = None;
         self.update(|records| {

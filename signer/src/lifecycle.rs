@@ -106,15 +106,19 @@ impl Lifecycle {
             .keyring
             .signing_key(name)
             .ok_or_else(|| Error::NotFound(format!("key: no key named {name:?}")))?;
-        let rotated_to = if signing.id.version() == version {
-            Some(self.rotate_locked(name).await?.new)
-        } else {
-            None
-        };
         let since = if compromised_since.is_empty() {
             timestamp::now()
         } else {
             compromised_since.to_owned()
+        };
+        // Refuse a bad request before rotating: a refused revocation must
+        // change nothing.
+        self.keyring
+            .check_revocation(name, version, reason, &since)?;
+        let rotated_to = if signing.id.version() == version {
+            Some(self.rotate_locked(name).await?.new)
+        } else {
+            None
         };
         let (k, n, r) = (self.keyring.clone(), name.to_owned(), reason.to_owned());
         let revoked = blocking(move || k.revoke(&n, version, &r, &since)).await?;
