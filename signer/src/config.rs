@@ -203,6 +203,11 @@ pub struct LimitsConfig {
     pub max_field_bytes: usize,
     /// Largest gRPC message, bytes.
     pub max_message_bytes: usize,
+    /// Appends (and digest signatures) per second per caller identity
+    /// (0: no limit); over it, RESOURCE_EXHAUSTED.
+    pub rate_per_second: f64,
+    /// Burst allowed above the rate.
+    pub burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -212,6 +217,8 @@ impl Default for LimitsConfig {
             max_record_bytes: l.max_record_bytes,
             max_field_bytes: l.max_field_bytes,
             max_message_bytes: 256 * 1024,
+            rate_per_second: 0.0,
+            burst: 1000,
         }
     }
 }

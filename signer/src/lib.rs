@@ -16,6 +16,7 @@ pub mod http;
 pub mod keyring;
 pub mod lifecycle;
 pub mod metrics;
+pub mod ratelimit;
 pub mod record;
 pub mod registry;
 pub mod server;

@@ -21,6 +21,7 @@ use crate::auth::Auth;
 use crate::config::{BackendConfig, Config};
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
+use crate::ratelimit::RateLimit;
 use crate::registry::Chains;
 use crate::service::ReceiptService;
 use crate::Error;
@@ -204,11 +205,13 @@ pub async fn run_with_backend(
         .map_err(|e| Error::io("HTTP address", e))?;
 
     let auth = Auth::new(config.tls.is_some(), config.identities.clone());
+    let rate = RateLimit::new(config.limits.rate_per_second, config.limits.burst);
     let service = ReceiptService::new(
         chains.clone(),
         keyring.clone(),
         config.record_limits(),
         auth.clone(),
+        rate,
     );
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter

@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::auth::{Auth, Caller};
 use crate::chain::{Appended, Command};
 use crate::keyring::Keyring;
+use crate::ratelimit::RateLimit;
 use crate::record::{self, Limits};
 use crate::registry::{self, Chains};
 use crate::Error;
@@ -30,16 +31,24 @@ pub struct ReceiptService {
     keyring: Arc<Keyring>,
     limits: Limits,
     auth: Auth,
+    rate: Arc<RateLimit>,
 }
 
 impl ReceiptService {
     /// A service over these chains and keys.
-    pub fn new(chains: Arc<Chains>, keyring: Arc<Keyring>, limits: Limits, auth: Auth) -> Self {
+    pub fn new(
+        chains: Arc<Chains>,
+        keyring: Arc<Keyring>,
+        limits: Limits,
+        auth: Auth,
+        rate: RateLimit,
+    ) -> Self {
         ReceiptService {
             chains,
             keyring,
             limits,
             auth,
+            rate: Arc::new(rate),
         }
     }
 
@@ -52,6 +61,7 @@ impl ReceiptService {
     ) -> Result<oneshot::Receiver<Result<Appended, Error>>, Error> {
         registry::check_name(&req.chain)?;
         caller.may_append(&req.chain)?;
+        self.rate.take(&caller.id)?;
         let record = record::parse(&req.record_json, &self.limits)?;
         let chain = self.chains.producer_chain(&req.chain).await?;
         let (tx, rx) = oneshot::channel();
@@ -171,6 +181,7 @@ impl Receipts for ReceiptService {
         let caller = self.auth.caller(&request)?;
         let req = request.into_inner();
         caller.may_sign(&req.key)?;
+        self.rate.take(&caller.id)?;
         let digest: [u8; 32] = req.digest.as_slice().try_into().map_err(|_| {
             Error::InvalidArgument(format!(
                 "digest: must be exactly 32 bytes, got {}",
