@@ -11,6 +11,7 @@ mod error;
 mod id;
 pub mod pkcs11;
 mod secret;
+mod seeds;
 pub mod software;
 #[cfg(feature = "tpm")]
 pub mod tpm;

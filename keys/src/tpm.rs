@@ -25,15 +25,11 @@
 //! resource manager has only a few transient object slots, and keys are
 //! loaded once anyway. Every object and session is flushed before closing.
 
-use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
-use ed25519_dalek::{Signer, SigningKey};
+use ed25519_dalek::SigningKey;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::attributes::{ObjectAttributesBuilder, SessionAttributesBuilder};
 use tss_esapi::constants::response_code::Tss2ResponseCodeKind as Rc;
@@ -51,6 +47,7 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::Context;
 use zeroize::Zeroizing;
 
+use crate::seeds::{Seed, SeedFiles};
 use crate::{Backend, Custody, KeyError, KeyId, PublicKey, SecretSource, Signature};
 
 const BACKEND: &str = "tpm";
@@ -75,19 +72,17 @@ pub struct TpmConfig {
 pub struct TpmBackend {
     tcti: TctiNameConf,
     tcti_text: String,
-    dir: PathBuf,
     auth: Option<Zeroizing<Vec<u8>>>,
     // Serialises TPM connections of this backend (a `Context` is `&mut`).
     tpm: Mutex<()>,
-    // SigningKey zeroizes its secret on drop (ed25519-dalek "zeroize").
-    cache: RwLock<HashMap<KeyId, Arc<SigningKey>>>,
+    blobs: SeedFiles,
 }
 
 impl std::fmt::Debug for TpmBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TpmBackend")
             .field("tcti", &self.tcti_text)
-            .field("dir", &self.dir)
+            .field("dir", &self.blobs.dir())
             .finish_non_exhaustive()
     }
 }
@@ -98,9 +93,7 @@ impl TpmBackend {
     pub fn open(cfg: &TpmConfig) -> Result<Self, KeyError> {
         let tcti = TctiNameConf::from_str(&cfg.tcti)
             .map_err(|e| config(format!("bad TCTI {:?}: {e}", cfg.tcti)))?;
-        fs::create_dir_all(&cfg.dir).map_err(|e| io_err(&cfg.dir, "creating blob directory", e))?;
-        fs::set_permissions(&cfg.dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| io_err(&cfg.dir, "restricting blob directory", e))?;
+        let blobs = SeedFiles::open(BACKEND, &cfg.dir, "tpm")?;
         let auth = match &cfg.auth {
             None => None,
             Some(src) => {
@@ -111,17 +104,12 @@ impl TpmBackend {
         let backend = TpmBackend {
             tcti,
             tcti_text: cfg.tcti.clone(),
-            dir: cfg.dir.clone(),
             auth,
             tpm: Mutex::new(()),
-            cache: RwLock::new(HashMap::new()),
+            blobs,
         };
         backend.with_tpm("creating the storage primary key", |_, _| Ok(()))?;
         Ok(backend)
-    }
-
-    fn path(&self, id: &KeyId) -> PathBuf {
-        self.dir.join(format!("{}.tpm", id.label()))
     }
 
     fn auth_value(&self) -> Result<Option<Auth>, KeyError> {
@@ -184,19 +172,13 @@ impl TpmBackend {
     }
 
     fn load(&self, id: &KeyId) -> Result<Option<Arc<SigningKey>>, KeyError> {
-        if let Some(k) = self.cache.read().map_err(poisoned)?.get(id) {
-            return Ok(Some(k.clone()));
-        }
-        let path = self.path(id);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err(&path, "opening sealed blob", e)),
-        };
-        let mut blob = Vec::new();
-        file.read_to_end(&mut blob)
-            .map_err(|e| io_err(&path, "reading sealed blob", e))?;
-        let (public, private) = parse_blob(&blob).map_err(|reason| KeyError::Malformed {
+        self.blobs
+            .load(id, |path, blob, _mode| self.unseal(path, &blob))
+    }
+
+    /// Unseals a blob in the TPM that sealed it.
+    fn unseal(&self, path: &Path, blob: &[u8]) -> Result<Seed, KeyError> {
+        let (public, private) = parse_blob(blob).map_err(|reason| KeyError::Malformed {
             backend: BACKEND,
             reason: format!("{}: {reason}", path.display()),
         })?;
@@ -235,117 +217,62 @@ impl TpmBackend {
                 backend: BACKEND,
                 reason: format!("{} does not seal a 32-byte seed", path.display()),
             })?);
-        let key = Arc::new(SigningKey::from_bytes(&seed));
-        self.cache
-            .write()
-            .map_err(poisoned)?
-            .insert(id.clone(), key.clone());
-        Ok(Some(key))
+        Ok(seed)
     }
 }
 
 impl Backend for TpmBackend {
     fn generate(&self, id: &KeyId) -> Result<PublicKey, KeyError> {
-        let path = self.path(id);
-        // create_new first: never overwrite a blob, even if two processes race.
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(KeyError::AlreadyExists {
-                    label: id.label(),
-                    backend: BACKEND,
-                })
-            }
-            Err(e) => return Err(io_err(&path, "creating sealed blob", e)),
-        };
-        let auth = self.auth_value()?;
-        let sealed = self.with_tpm("sealing a new seed", |ctx, primary| {
-            let mut seed = Zeroizing::new([0u8; 32]);
-            getrandom::getrandom(&mut seed[..])
-                .map_err(|e| unavailable(format!("no randomness from the OS: {e}")))?;
-            let tpm_random = ctx
-                .get_random(32)
-                .map_err(|e| tss_err("TPM2_GetRandom", e))?;
-            if tpm_random.value().len() != 32 {
-                return Err(unavailable("TPM2_GetRandom returned too few bytes".into()));
-            }
-            for (s, t) in seed.iter_mut().zip(tpm_random.value()) {
-                *s ^= t;
-            }
-            let data = SensitiveData::try_from(seed.to_vec())
-                .map_err(|e| tss_err("wrapping the seed", e))?;
-            let created = ctx
-                .create(primary, sealed_object()?, auth, Some(data), None, None)
-                .map_err(|e| tss_err("TPM2_Create", e))?;
-            let key = SigningKey::from_bytes(&seed);
-            Ok((created.out_public, created.out_private, key))
-        });
-        let (public, private, key) = match sealed {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = fs::remove_file(&path);
-                return Err(e);
-            }
-        };
-        let written = encode_blob(&public, &private).and_then(|blob| {
-            file.write_all(&blob)
-                .and_then(|_| file.sync_all())
-                .map_err(|e| io_err(&path, "writing sealed blob", e))
-        });
-        if let Err(e) = written.and_then(|()| sync_dir(&self.dir)) {
-            let _ = fs::remove_file(&path);
-            return Err(e);
-        }
-        let public_key = PublicKey(key.verifying_key().to_bytes());
-        self.cache
-            .write()
-            .map_err(poisoned)?
-            .insert(id.clone(), Arc::new(key));
-        Ok(public_key)
+        self.blobs.generate(id, || {
+            let auth = self.auth_value()?;
+            let sealed = self.with_tpm("sealing a new seed", |ctx, primary| {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                getrandom::getrandom(&mut seed[..])
+                    .map_err(|e| unavailable(format!("no randomness from the OS: {e}")))?;
+                let tpm_random = ctx
+                    .get_random(32)
+                    .map_err(|e| tss_err("TPM2_GetRandom", e))?;
+                if tpm_random.value().len() != 32 {
+                    return Err(unavailable("TPM2_GetRandom returned too few bytes".into()));
+                }
+                for (s, t) in seed.iter_mut().zip(tpm_random.value()) {
+                    *s ^= t;
+                }
+                let data = SensitiveData::try_from(seed.to_vec())
+                    .map_err(|e| tss_err("wrapping the seed", e))?;
+                let created = ctx
+                    .create(primary, sealed_object()?, auth, Some(data), None, None)
+                    .map_err(|e| tss_err("TPM2_Create", e))?;
+                let key = SigningKey::from_bytes(&seed);
+                Ok((created.out_public, created.out_private, key))
+            });
+            let (public, private, key) = sealed?;
+            Ok((encode_blob(&public, &private)?, key))
+        })
     }
 
     fn find(&self, id: &KeyId) -> Result<Option<PublicKey>, KeyError> {
-        Ok(self
-            .load(id)?
-            .map(|k| PublicKey(k.verifying_key().to_bytes())))
+        Ok(self.load(id)?.map(|k| SeedFiles::public(&k)))
     }
 
     fn sign(&self, id: &KeyId, message: &[u8]) -> Result<Signature, KeyError> {
-        let key = self.load(id)?.ok_or_else(|| KeyError::NotFound {
-            label: id.label(),
-            backend: BACKEND,
-        })?;
-        Ok(Signature(key.sign(message).to_bytes()))
+        let key = self.blobs.require(self.load(id)?, id)?;
+        Ok(SeedFiles::sign(&key, message))
     }
 
     fn destroy(&self, id: &KeyId) -> Result<(), KeyError> {
-        self.cache.write().map_err(poisoned)?.remove(id);
-        let path = self.path(id);
-        match fs::remove_file(&path) {
-            Ok(()) => sync_dir(&self.dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KeyError::NotFound {
-                label: id.label(),
-                backend: BACKEND,
-            }),
-            Err(e) => Err(io_err(&path, "removing sealed blob", e)),
-        }
+        self.blobs.destroy(id)
     }
 
     fn describe(&self, id: &KeyId) -> Result<Custody, KeyError> {
-        if self.load(id)?.is_none() {
-            return Err(KeyError::NotFound {
-                label: id.label(),
-                backend: BACKEND,
-            });
-        }
+        self.blobs.require(self.load(id)?, id)?;
         Ok(Custody {
             backend: BACKEND,
-            token: format!("TPM at {}, blobs in {}", self.tcti_text, self.dir.display()),
+            token: format!(
+                "TPM at {}, blobs in {}",
+                self.tcti_text,
+                self.blobs.dir().display()
+            ),
             non_extractable: false,
             note: "TPMs cannot sign Ed25519: the seed is sealed to this TPM at rest; \
                    it is in process memory while the daemon runs"
@@ -463,22 +390,5 @@ fn unavailable(reason: String) -> KeyError {
     KeyError::Unavailable {
         backend: BACKEND,
         reason,
-    }
-}
-
-fn poisoned<T>(_: T) -> KeyError {
-    unavailable("key cache lock poisoned by a panic".into())
-}
-
-fn sync_dir(dir: &Path) -> Result<(), KeyError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, "syncing blob directory", e))
-}
-
-fn io_err(path: &Path, what: &str, source: std::io::Error) -> KeyError {
-    KeyError::Io {
-        what: format!("{what} {}", path.display()),
-        source,
     }
 }
