@@ -96,6 +96,7 @@ impl Receipts for ReceiptService {
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
         let started = std::time::Instant::now();
+        let rid = request_id(&request);
         let caller = self.auth.caller(&request);
         let req = request.into_inner();
         let (chain, id) = (req.chain.clone(), req.correlation_id);
@@ -110,11 +111,18 @@ impl Receipts for ReceiptService {
         match result {
             Ok(r) => {
                 m.append_seconds.time(started.elapsed());
-                Ok(Response::new(r))
+                tracing::debug!(request_id = %rid, chain = %r.chain, seq = r.chain_seq, "appended");
+                let mut resp = Response::new(r);
+                set_request_id(&mut resp, &rid);
+                Ok(resp)
             }
             Err(e) => {
-                let status = Status::from(e);
+                let mut status = Status::from(e);
                 m.error(status.code());
+                tracing::info!(request_id = %rid, code = ?status.code(), message = status.message(), "append refused");
+                if let Ok(v) = rid.parse() {
+                    status.metadata_mut().insert(REQUEST_ID, v);
+                }
                 Err(status)
             }
         }
@@ -220,6 +228,26 @@ impl Receipts for ReceiptService {
         Ok(Response::new(GetDirectoryResponse {
             directory_json: self.keyring.directory().to_json(),
         }))
+    }
+}
+
+/// Metadata key carrying a request id, given by the client or made here.
+const REQUEST_ID: &str = "x-request-id";
+
+/// The caller's `x-request-id` (if short and printable), else a new UUIDv7:
+/// it ties log lines to the request, and is echoed in the reply.
+fn request_id<T>(req: &Request<T>) -> String {
+    req.metadata()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+fn set_request_id<T>(resp: &mut Response<T>, rid: &str) {
+    if let Ok(v) = rid.parse() {
+        resp.metadata_mut().insert(REQUEST_ID, v);
     }
 }
 

@@ -45,14 +45,21 @@ async fn sigterm_under_load_drains_and_closes_every_chain() {
         acked.extend(t.await.unwrap());
     }
     assert!(exited_cleanly.0, "sigild did not exit 0 on SIGTERM");
-    assert!(acked.len() > 50, "only {} appends before SIGTERM", acked.len());
+    assert!(
+        acked.len() > 50,
+        "only {} appends before SIGTERM",
+        acked.len()
+    );
     let data = exited_cleanly.1;
     for chain in CHAINS {
         let path = data.join("chains").join(format!("{chain}.jsonl"));
         let text = std::fs::read_to_string(&path).unwrap();
         for (c, line) in &acked {
             if *c == chain {
-                assert!(text.lines().any(|l| l == line), "{chain}: acknowledged receipt lost");
+                assert!(
+                    text.lines().any(|l| l == line),
+                    "{chain}: acknowledged receipt lost"
+                );
             }
         }
         let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
@@ -63,7 +70,11 @@ async fn sigterm_under_load_drains_and_closes_every_chain() {
         let (ok, out) = pipelock_verify(&path, &key, chain, &[]);
         assert!(ok, "{chain}: {out}");
         let out = sigil(&["verify", "chain", path.to_str().unwrap(), "--key", &key]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 

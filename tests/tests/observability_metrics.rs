@@ -100,3 +100,44 @@ async fn grpc_health_answers_serving() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_tie_a_refusal_to_its_log_line_and_no_secret_is_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&data, &[]);
+    let channel = tonic::transport::Endpoint::from_shared(daemon.endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = sigil_proto::v1::receipts_client::ReceiptsClient::new(channel);
+    let mut req = tonic::Request::new(sigil_proto::v1::AppendRequest {
+        chain: "ids".into(),
+        record_json: r#"{"action_type":"read"}"#.into(),
+        correlation_id: 0,
+    });
+    req.metadata_mut()
+        .insert("x-request-id", "req-4711-abc".parse().unwrap());
+    let status = client.append(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        status.metadata().get("x-request-id").unwrap(),
+        "req-4711-abc"
+    );
+    drop(daemon);
+
+    let log = std::fs::read_to_string(data.with_extension("sigild.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("req-4711-abc"))
+        .expect("the refusal is logged with its request id");
+    assert!(line.contains("record.target"), "{line}");
+    // The software seed never reaches the log.
+    let seeds = std::fs::read_dir(data.join("seeds")).unwrap();
+    for seed in seeds {
+        let bytes = std::fs::read(seed.unwrap().path()).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!log.contains(&hex));
+    }
+}
