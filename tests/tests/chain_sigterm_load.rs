@@ -13,7 +13,7 @@ const CHAINS: [&str; 3] = ["t-a", "t-b", "t-c"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_and_closes_every_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
     let key = daemon.active_key();
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
