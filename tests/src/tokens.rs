@@ -95,8 +95,14 @@ pub struct Swtpm {
 impl Swtpm {
     /// Starts swtpm with its state in `state` (created if needed).
     pub fn start(state: &Path) -> Swtpm {
+        let (port, _) = free_port_pair();
+        Self::start_on(state, port)
+    }
+
+    /// Starts swtpm on `port` (and `port + 1` for control).
+    pub fn start_on(state: &Path, port: u16) -> Swtpm {
         std::fs::create_dir_all(state).unwrap();
-        let (port, ctrl) = free_port_pair();
+        let ctrl = port + 1;
         let child = Command::new("swtpm")
             .args(["socket", "--tpm2", "--server"])
             .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
