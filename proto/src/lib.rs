@@ -15,6 +15,7 @@ mod error;
 pub mod gojson;
 pub mod jcs;
 pub mod json;
+pub mod policy;
 pub mod receipt;
 pub mod timestamp;
 
