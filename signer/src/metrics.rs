@@ -90,6 +90,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     /// Token liveness (1 up, 0 down).
     pub token_up: AtomicU64,
+    /// Token calls in progress; each holds one token session.
+    pub token_in_use: AtomicU64,
     receipts: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -104,6 +106,7 @@ pub fn get() -> &'static Metrics {
         batch_size: Histogram::new(&SIZES),
         fsync_seconds: Histogram::new(&LATENCY),
         token_up: AtomicU64::new(1),
+        token_in_use: AtomicU64::new(0),
         receipts: Mutex::new(BTreeMap::new()),
         errors: Mutex::new(BTreeMap::new()),
     })
@@ -170,6 +173,12 @@ impl Metrics {
             out,
             "sigil_token_up{{backend=\"{backend}\"}} {}",
             self.token_up.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP sigil_token_sessions_in_use Token signing calls in progress (each holds a session).\n# TYPE sigil_token_sessions_in_use gauge\n");
+        let _ = writeln!(
+            out,
+            "sigil_token_sessions_in_use{{backend=\"{backend}\"}} {}",
+            self.token_in_use.load(Ordering::Relaxed)
         );
         out.push_str("# HELP sigil_key_signatures Signatures by each key version since start.\n# TYPE sigil_key_signatures gauge\n");
         for (keyid, n, _) in keys {

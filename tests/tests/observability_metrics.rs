@@ -73,6 +73,10 @@ async fn metrics_parse_as_prometheus_text_and_move_under_load() {
     );
     assert!(get(&after, "sigil_key_signatures{keyid=\"mediator.v1\"}") >= 200.0);
     assert!(after.contains_key("sigil_key_age_seconds{keyid=\"mediator.v1\"}"));
+    assert_eq!(
+        get(&after, "sigil_token_sessions_in_use{backend=\"software\"}"),
+        0.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

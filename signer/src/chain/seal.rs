@@ -52,9 +52,15 @@ pub fn seal_at(
         let path = e.path.replacen("action_record", "record", 1);
         Error::InvalidArgument(format!("{path}: {}", e.problem))
     })?;
+    let m = crate::metrics::get();
     let started = std::time::Instant::now();
-    let sig = backend.sign(&tail.key.id, &receipt::digest(&canonical))?;
-    crate::metrics::get().sign_seconds.time(started.elapsed());
+    m.token_in_use
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let sig = backend.sign(&tail.key.id, &receipt::digest(&canonical));
+    m.token_in_use
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    m.sign_seconds.time(started.elapsed());
+    let sig = sig?;
     let signature = format!("{SIG_PREFIX}{}", hex::encode(sig.0));
     let bytes = receipt::receipt_bytes(&canonical, &signature, &tail.key.public_hex, None);
     let hash = receipt::receipt_hash(&bytes);

@@ -1,0 +1,86 @@
+//! A caller over its rate limit gets RESOURCE_EXHAUSTED, and the refused
+//! appends leave nothing in the chain.
+
+use sigil_client::{Client, ClientError};
+use sigil_tests::{pipelock_verify, record, Daemon};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_over_the_rate_limit_are_refused_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigild.toml");
+    std::fs::write(&config, "[limits]\nrate_per_second = 5\nburst = 10\n").unwrap();
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut client = Client::connect(&daemon.endpoint).await.unwrap();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..40 {
+        match client.append("r", &record(i)).await {
+            Ok(_) => ok += 1,
+            Err(ClientError::Status(s)) => {
+                assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains("rate limit"), "{}", s.message());
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    // A burst of 10 plus what 5/s refills while 40 calls run.
+    assert!((10..30).contains(&ok), "{ok} accepted");
+    assert_eq!(ok + refused, 40);
+    let text = std::fs::read_to_string(daemon.chain_path("r")).unwrap();
+    assert_eq!(
+        text.lines().count(),
+        ok + 1,
+        "only accepted appends are in the chain"
+    );
+    let key = daemon.active_key();
+    let (valid, out) = pipelock_verify(&daemon.chain_path("r"), &key, "r", &[]);
+    assert!(valid, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_beyond_the_maximum_and_oversized_messages_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigild.toml");
+    std::fs::write(
+        &config,
+        "[chains]\nmax_chains = 2\n[limits]\nmax_message_bytes = 4096\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut client = Client::connect(&daemon.endpoint).await.unwrap();
+    client.append("one", &record(1)).await.unwrap();
+    client.append("two", &record(2)).await.unwrap();
+    match client.append("three", &record(3)).await {
+        Err(ClientError::Status(s)) => {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(
+                s.message().contains("maximum of 2 chains"),
+                "{}",
+                s.message()
+            );
+        }
+        other => panic!("a third chain was accepted: {:?}", other.map(|r| r.chain)),
+    }
+    assert!(!daemon.chain_path("three").exists());
+
+    // A gRPC message over max_message_bytes is refused before it is read.
+    let big = format!(
+        r#"{{"action_type":"read","target":"t","verdict":"allow","transport":"https","intent":"{}"}}"#,
+        "x".repeat(8000)
+    );
+    let before = std::fs::read(daemon.chain_path("one")).unwrap();
+    match client.append("one", &big).await {
+        Err(ClientError::Status(s)) => assert_eq!(s.code(), tonic::Code::OutOfRange, "{s:?}"),
+        other => panic!(
+            "an oversized message was accepted: {:?}",
+            other.map(|r| r.chain)
+        ),
+    }
+    assert_eq!(std::fs::read(daemon.chain_path("one")).unwrap(), before);
+}
