@@ -50,23 +50,8 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
             domain,
             timeout_ms,
         } => {
-            let bad = || {
-                Error::Config(format!(
-                    "backend.connector {connector:?} must be http://HOST:PORT"
-                ))
-            };
-            let rest = connector.strip_prefix("http://").ok_or_else(bad)?;
-            let (addr, port) = rest
-                .trim_end_matches('/')
-                .rsplit_once(':')
-                .ok_or_else(bad)?;
-            let port = port.parse().map_err(|_| bad())?;
             let cfg = YubiHsmConfig {
-                connection: YubiHsmConnection::Http {
-                    addr: addr.to_owned(),
-                    port,
-                    timeout_ms: *timeout_ms,
-                },
+                connection: yubihsm_connection(connector, *timeout_ms)?,
                 auth_key_id: *auth_key_id,
                 password: SecretSource::parse(password, "yubihsm")?,
                 domain: *domain,
@@ -75,6 +60,40 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
         }
         BackendConfig::Tpm { tcti, dir, auth } => open_tpm(config, tcti, dir, auth),
     }
+}
+
+/// `http://HOST:PORT` (yubihsm-connector), or `usb` / `usb:SERIAL` when
+/// built with the `yubihsm-usb` feature.
+fn yubihsm_connection(connector: &str, timeout_ms: u64) -> Result<YubiHsmConnection, Error> {
+    let bad = || {
+        Error::Config(format!(
+            "backend.connector {connector:?} must be http://HOST:PORT, usb or usb:SERIAL"
+        ))
+    };
+    if let Some(rest) = connector.strip_prefix("http://") {
+        let (addr, port) = rest
+            .trim_end_matches('/')
+            .rsplit_once(':')
+            .ok_or_else(bad)?;
+        return Ok(YubiHsmConnection::Http {
+            addr: addr.to_owned(),
+            port: port.parse().map_err(|_| bad())?,
+            timeout_ms,
+        });
+    }
+    if connector == "usb" || connector.starts_with("usb:") {
+        #[cfg(feature = "yubihsm-usb")]
+        return Ok(YubiHsmConnection::Usb {
+            serial: connector.strip_prefix("usb:").map(str::to_owned),
+        });
+        #[cfg(not(feature = "yubihsm-usb"))]
+        return Err(Error::Config(
+            "this sigild was built without USB YubiHSM support; rebuild with --features yubihsm-usb, \
+             or run yubihsm-connector and use http://HOST:PORT"
+                .into(),
+        ));
+    }
+    Err(bad())
 }
 
 #[cfg(feature = "tpm")]
@@ -339,4 +358,43 @@ fn grpc_builder(config: &Config) -> Result<tonic::transport::Server, Error> {
     builder
         .tls_config(tls_config)
         .map_err(|e| Error::Config(format!("TLS: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yubihsm_connectors_parse_or_say_what_is_wrong() {
+        match yubihsm_connection("http://10.0.0.5:12345", 900).unwrap() {
+            YubiHsmConnection::Http {
+                addr,
+                port,
+                timeout_ms,
+            } => {
+                assert_eq!((addr.as_str(), port, timeout_ms), ("10.0.0.5", 12345, 900));
+            }
+            #[allow(unreachable_patterns)]
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "10.0.0.5:12345",
+            "http://host",
+            "http://host:port",
+            "ftp://x:1",
+        ] {
+            assert!(
+                yubihsm_connection(bad, 1)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("http://HOST:PORT"),
+                "{bad}"
+            );
+        }
+        #[cfg(not(feature = "yubihsm-usb"))]
+        assert!(yubihsm_connection("usb:123", 1)
+            .unwrap_err()
+            .to_string()
+            .contains("yubihsm-usb"));
+    }
 }
