@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --quiet
-bin=target/release
+bin=${CARGO_TARGET_DIR:-target}/release
 data=${SIGIL_DATA:-./sigil-data}
 
 "$bin/sigild" --data-dir "$data" &
