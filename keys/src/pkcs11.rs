@@ -484,6 +484,13 @@ impl Backend for Pkcs11Backend {
         result
     }
 
+    fn keepalive(&self) -> Result<(), KeyError> {
+        // Exercises a pooled session, re-opening it if the token dropped it.
+        self.run("checking the token", |s, _| {
+            s.get_session_info().map(|_| ()).map_err(Fail::from)
+        })
+    }
+
     fn describe(&self, id: &KeyId) -> Result<Custody, KeyError> {
         let label = id.label();
         let non_extractable = self.run("describing a key", |s, cache| {

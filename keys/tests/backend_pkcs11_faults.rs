@@ -33,6 +33,13 @@ fn recovers_after_all_sessions_are_closed() {
     let public = backend.generate(&id).unwrap();
     verify(&public, b"before", &backend.sign(&id, b"before").unwrap());
 
+    // The keepalive probe also finds its session gone and re-opens it.
+    backend.keepalive().unwrap();
+    close_all_sessions(Path::new(MODULE), "fault").unwrap();
+    backend
+        .keepalive()
+        .expect("keepalive recovers a dropped session");
+
     for round in 0..3 {
         close_all_sessions(Path::new(MODULE), "fault").unwrap();
         let msg = format!("after close {round}");
