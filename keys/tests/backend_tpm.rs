@@ -3,71 +3,18 @@
 #![cfg(feature = "tpm")]
 
 mod suite;
+// The swtpm fixture the end-to-end tests use too (it needs only std).
+#[allow(dead_code)]
+#[path = "../../tests/src/tokens.rs"]
+mod tokens;
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+
+use tokens::Swtpm;
 
 use ed25519_dalek::SigningKey;
 use sigil_keys::tpm::{TpmBackend, TpmConfig};
 use sigil_keys::{Backend, KeyError, KeyId};
-
-/// A running swtpm, killed on drop.
-struct Swtpm {
-    child: Child,
-    port: u16,
-}
-
-impl Swtpm {
-    fn start(state: &Path) -> Swtpm {
-        std::fs::create_dir_all(state).unwrap();
-        let (port, ctrl) = free_port_pair();
-        let child = Command::new("swtpm")
-            .args(["socket", "--tpm2"])
-            .arg("--server")
-            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-            .arg("--ctrl")
-            .arg(format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"))
-            .arg("--tpmstate")
-            .arg(format!("dir={}", state.display()))
-            .args(["--flags", "not-need-init,startup-clear"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("swtpm starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", ctrl)).is_err() {
-            assert!(Instant::now() < deadline, "swtpm did not start listening");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Swtpm { child, port }
-    }
-
-    fn tcti(&self) -> String {
-        format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-}
-
-impl Drop for Swtpm {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Two consecutive free ports (data, control): bind port 0, try the next.
-fn free_port_pair() -> (u16, u16) {
-    loop {
-        let a = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port == u16::MAX {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return (port, port + 1);
-        }
-    }
-}
 
 fn config(tpm: &Swtpm, dir: &Path) -> TpmConfig {
     TpmConfig {
@@ -147,7 +94,11 @@ fn the_blob_does_not_contain_the_seed() {
 #[test]
 fn unreachable_tpm_is_unavailable() {
     let tmp = tempfile::tempdir().unwrap();
-    let (port, _) = free_port_pair();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let err = TpmBackend::open(&TpmConfig {
         tcti: format!("swtpm:host=127.0.0.1,port={port}"),
         dir: tmp.path().to_path_buf(),
