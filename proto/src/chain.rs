@@ -96,8 +96,7 @@ pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
     for e in &opts.endorsements {
         push_endorsement(e.clone());
     }
-    for (n, line) in text.split('\n').enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+    for (n, line) in split_lines(text).into_iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
@@ -325,10 +324,11 @@ impl Walk<'_> {
         if seq != 0 {
             return fail("chain_seq must restart at 0");
         }
-        if s(kt, "prior_signer_key").to_lowercase() != self.expected_key {
+        // Exact strings, as pipelock-verify compares them.
+        if s(kt, "prior_signer_key") != self.expected_key {
             return fail("prior_signer_key is not the current key");
         }
-        if u(kt, "prior_chain_seq") != self.prev_seq {
+        if kt.get("prior_chain_seq").and_then(Value::as_u64) != Some(self.prev_seq) {
             return fail("prior_chain_seq is not the last chain_seq");
         }
         if s(kt, "prior_chain_hash") != self.prev_hash || prev != self.prev_hash {
@@ -534,5 +534,59 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Splits lines exactly as Python's `str.splitlines()`, which pipelock-verify
+/// uses: a line containing a raw U+0085, U+2028 or U+2029 (valid inside a
+/// JSON string) is broken there too, so sigil reaches the same verdict.
+pub fn split_lines(text: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let breaks = matches!(
+            c,
+            '\n' | '\r'
+                | '\u{0b}'
+                | '\u{0c}'
+                | '\u{1c}'
+                | '\u{1d}'
+                | '\u{1e}'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        );
+        if breaks {
+            lines.push(&text[start..i]);
+            let mut end = i + c.len_utf8();
+            if c == '\r' {
+                if let Some(&(j, '\n')) = chars.peek() {
+                    chars.next();
+                    end = j + 1;
+                }
+            }
+            start = end;
+        }
+    }
+    if start < text.len() {
+        lines.push(&text[start..]);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_lines;
+
+    #[test]
+    fn lines_split_like_python_splitlines() {
+        assert_eq!(split_lines("a\nb\r\nc\rd"), ["a", "b", "c", "d"]);
+        assert_eq!(
+            split_lines("a\u{85}b\u{2028}c\u{2029}d\u{0b}e"),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(split_lines("a\n\nb\n"), ["a", "", "b"]);
+        assert_eq!(split_lines(""), Vec::<&str>::new());
     }
 }

@@ -102,6 +102,13 @@ impl Lifecycle {
         compromised_since: &str,
     ) -> Result<RevokedOn, Error> {
         let _one_at_a_time = self.lock.lock().await;
+        // A rotation left pending is finished first, so that revoking the
+        // signing version rotates to a genuinely new one.
+        if self.keyring.pending_rotations().iter().any(|n| n == name) {
+            self.cross_all(name).await?;
+            let (k, n) = (self.keyring.clone(), name.to_owned());
+            blocking(move || k.finish_rotation(&n)).await?;
+        }
         let signing = self
             .keyring
             .signing_key(name)

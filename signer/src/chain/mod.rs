@@ -317,7 +317,18 @@ impl Ctx {
             }
             return (Some(state), outcomes);
         }
+        let mut closed = false;
         for cmd in batch {
+            if closed {
+                // The run is closed: nothing may follow its session_close.
+                if let Some(cmd) = cmd {
+                    outcomes.push(fail(
+                        cmd,
+                        Error::Unavailable("chain is shutting down".into()),
+                    ));
+                }
+                continue;
+            }
             let t = &mut state.tail;
             match cmd {
                 None => {
@@ -405,6 +416,7 @@ impl Ctx {
                 }
                 Some(Command::Open { reply }) => outcomes.push(Outcome::Done(reply, Ok(()))),
                 Some(Command::Close { reason, reply }) => {
+                    closed = true;
                     let ctrl = session::close(
                         &t.run_nonce,
                         &t.open_nonce,
@@ -494,8 +506,23 @@ impl Ctx {
     fn open(&self) -> Result<State, Error> {
         let key = self.keyring.ensure(&self.key_name)?;
         let window = self.settings.replay_window;
-        if !self.path.exists() {
-            let file = ChainFile::create(&self.path)?;
+        let (fresh, recovered) = if self.path.exists() {
+            // A file without a whole line was created but its genesis never
+            // became durable (crash, token or disk error): nothing in it was
+            // ever acknowledged, so the chain starts anew in it.
+            let rec = ChainFile::recover(&self.path)?;
+            if rec.lines.iter().all(|l| l.trim().is_empty()) {
+                (Some(rec.file), None)
+            } else {
+                (None, Some(rec))
+            }
+        } else {
+            (Some(ChainFile::create(&self.path)?), None)
+        };
+        if let Some(mut file) = fresh {
+            if !file.is_empty() {
+                file.cut_to(0)?;
+            }
             let mut tail = Tail::new(key, String::new(), window);
             let (rec, ctrl, _) = seal::open_run(&self.name, &mut tail, &self.settings, true)?;
             let a = seal::seal_at(self.backend(), &mut tail, rec, Some(ctrl), 0)?;
@@ -507,7 +534,8 @@ impl Ctx {
             tracing::info!(chain = %self.name, "chain created");
             return Ok(state);
         }
-        let rec = ChainFile::recover(&self.path)?;
+        let rec =
+            recovered.ok_or_else(|| Error::Internal("chain neither new nor recovered".into()))?;
         if rec.cut > 0 {
             tracing::warn!(chain = %self.name, bytes = rec.cut, "cut a torn last line (never acknowledged)");
         }
