@@ -35,6 +35,11 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Client identities and their grants (with TLS).
     pub identities: Vec<crate::auth::Identity>,
+    /// Let SignDigest use the key that signs chains and the directory.
+    /// Off by default: receipts, rotation endorsements and the directory are
+    /// all signatures over 32-byte digests, so signing arbitrary digests with
+    /// that key lets a caller forge them. Create a separate key for digests.
+    pub sign_digest_with_chain_key: bool,
     /// Seconds between token liveness checks (which also keep device
     /// sessions from idling out); gRPC health follows the result.
     pub token_check_seconds: u64,
@@ -87,6 +92,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
+            sign_digest_with_chain_key: false,
             tls: None,
             identities: Vec::new(),
         }

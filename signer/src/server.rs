@@ -225,13 +225,16 @@ pub async fn run_with_backend(
 
     let auth = Auth::new(config.tls.is_some(), config.identities.clone());
     let rate = RateLimit::new(config.limits.rate_per_second, config.limits.burst);
-    let service = ReceiptService::new(
+    let mut service = ReceiptService::new(
         chains.clone(),
         keyring.clone(),
         config.record_limits(),
         auth.clone(),
         rate,
     );
+    if !config.sign_digest_with_chain_key {
+        service = service.protect_chain_key(&config.key_name);
+    }
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ReceiptsServer<ReceiptService>>()

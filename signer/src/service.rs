@@ -32,6 +32,9 @@ pub struct ReceiptService {
     limits: Limits,
     auth: Auth,
     rate: Arc<RateLimit>,
+    /// The key of producer chains and the directory, which SignDigest
+    /// refuses unless allowed.
+    chain_key: Option<String>,
 }
 
 impl ReceiptService {
@@ -49,7 +52,15 @@ impl ReceiptService {
             limits,
             auth,
             rate: Arc::new(rate),
+            chain_key: None,
         }
+    }
+
+    /// Refuses SignDigest with `key`, the key that signs chains and the
+    /// directory (see `sign_digest_with_chain_key`).
+    pub fn protect_chain_key(mut self, key: &str) -> Self {
+        self.chain_key = Some(key.to_owned());
+        self
     }
 
     /// Checks a request and queues it on its chain; the receiver yields the
@@ -189,6 +200,15 @@ impl Receipts for ReceiptService {
         let caller = self.auth.caller(&request)?;
         let req = request.into_inner();
         caller.may_sign(&req.key)?;
+        if self.chain_key.as_deref() == Some(req.key.as_str()) {
+            return Err(Error::PermissionDenied(format!(
+                "key: {:?} signs chains and the key directory; signing arbitrary digests with it \
+                 would let a caller forge receipts and rotation endorsements. Create a key for \
+                 digests (sigil keys create NAME) or set sign_digest_with_chain_key = true",
+                req.key
+            ))
+            .into());
+        }
         self.rate.take(&caller.id)?;
         let digest: [u8; 32] = req.digest.as_slice().try_into().map_err(|_| {
             Error::InvalidArgument(format!(

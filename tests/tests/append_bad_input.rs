@@ -150,8 +150,15 @@ async fn bad_inputs_get_invalid_argument_naming_the_field_and_change_nothing() {
             );
         }
     }
+    let s = status(client.sign_digest("mediator", &[7u8; 32]).await);
+    assert_eq!(
+        s.code(),
+        Code::PermissionDenied,
+        "the chain key signs no digests: {s:?}"
+    );
+    client.create_key("digests").await.unwrap();
     for len in [0, 31, 33, 64] {
-        let s = status(client.sign_digest("mediator", &vec![7u8; len]).await);
+        let s = status(client.sign_digest("digests", &vec![7u8; len]).await);
         assert_eq!(s.code(), Code::InvalidArgument, "{len} bytes: {s:?}");
         assert!(s.message().contains("digest"), "{s:?}");
         assert!(s.message().contains(&len.to_string()), "{s:?}");

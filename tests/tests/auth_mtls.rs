@@ -82,6 +82,9 @@ async fn each_role_boundary_is_refused_and_changes_nothing() {
         &config,
         format!(
             r#"
+# This test is about grants, not the chain-key policy.
+sign_digest_with_chain_key = true
+
 [tls]
 cert = "{d}/server.crt"
 key = "{d}/server.key"

@@ -190,19 +190,27 @@ async fn sigterm_exits_0_and_closes_every_chain_including_the_ledger() {
     for i in 0..10 {
         client.append(CHAINS[i % 2], &record(i)).await.unwrap();
     }
-    let signed = client.sign_digest("mediator", &[0x5a; 32]).await.unwrap();
-    assert_eq!(signed.ledger_chain, "sigil.ledger.mediator");
+    client.create_key("digests").await.unwrap();
+    let signed = client.sign_digest("digests", &[0x5a; 32]).await.unwrap();
+    assert_eq!(signed.ledger_chain, "sigil.ledger.digests");
+    let ledger_key = signed.signer_key.clone();
     drop(client);
     assert!(daemon.terminate(), "sigild did not exit 0 on SIGTERM");
 
-    let names = [CHAINS[0], CHAINS[1], "sigil.ledger.mediator"];
+    let names = [CHAINS[0], CHAINS[1], "sigil.ledger.digests"];
     let closed = |daemon: &Daemon| {
         for name in names {
             let path = daemon.chain_path(name);
             let text = std::fs::read_to_string(&path).unwrap();
             let last = text.lines().last().unwrap();
             assert_eq!(control_kind(last), "session_close", "{name}: {last}");
-            assert_verifies(&path, &key, name);
+            // The ledger is signed by the digest key it records.
+            let signer = if name.starts_with("sigil.ledger.") {
+                &ledger_key
+            } else {
+                &key
+            };
+            assert_verifies(&path, signer, name);
         }
     };
     closed(&daemon);
@@ -211,7 +219,7 @@ async fn sigterm_exits_0_and_closes_every_chain_including_the_ledger() {
     let mut daemon = Daemon::start(&data, &[]);
     let mut client = Client::connect(&daemon.endpoint).await.unwrap();
     client.append(CHAINS[0], &record(10)).await.unwrap();
-    client.sign_digest("mediator", &[0xa5; 32]).await.unwrap();
+    client.sign_digest("digests", &[0xa5; 32]).await.unwrap();
     drop(client);
     assert!(daemon.terminate(), "sigild did not exit 0 on SIGTERM");
     closed(&daemon);

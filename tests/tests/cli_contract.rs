@@ -141,7 +141,18 @@ fn sign_digest_signs_the_32_bytes_and_records_them_on_the_ledger() {
     let ep = daemon.endpoint.as_str();
     let digest: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0xa5);
     let hex64 = hex::encode(digest);
+    // The chain key is refused for digests (it would let callers forge
+    // receipts); a key made for digests signs them.
     let out = sigil(&["--endpoint", ep, "sign-digest", "--key", "mediator", &hex64]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("forge"),
+        "{out:?}"
+    );
+    let created = sigil(&["--endpoint", ep, "keys", "create", "digests"]);
+    assert!(created.status.success(), "{created:?}");
+    let digests_key: Value = serde_json::from_str(&stdout(&created)).unwrap();
+    let out = sigil(&["--endpoint", ep, "sign-digest", "--key", "digests", &hex64]);
     let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
 
     let pk: [u8; 32] = hex::decode(v["signer_key"].as_str().unwrap())
@@ -160,11 +171,11 @@ fn sign_digest_signs_the_32_bytes_and_records_them_on_the_ledger() {
     assert!(vk
         .verify_strict(&other, &Signature::from_bytes(&sig))
         .is_err());
-    assert_eq!(v["signer_key"], daemon.active_key().as_str());
-    assert_eq!(v["ledger_chain"], "sigil.ledger.mediator");
+    assert_eq!(v["signer_key"], digests_key["public_key"]);
+    assert_eq!(v["ledger_chain"], "sigil.ledger.digests");
 
-    let ledger = daemon.chain_path("sigil.ledger.mediator");
-    assert!(ledger.ends_with("chains/sigil.ledger.mediator.jsonl"));
+    let ledger = daemon.chain_path("sigil.ledger.digests");
+    assert!(ledger.ends_with("chains/sigil.ledger.digests.jsonl"));
     let text = std::fs::read_to_string(&ledger).unwrap();
     let seq = v["ledger_seq"].as_u64().unwrap();
     let line = text.lines().nth(seq as usize).expect("the ledger receipt");
@@ -173,12 +184,17 @@ fn sign_digest_signs_the_32_bytes_and_records_them_on_the_ledger() {
     let target = r["action_record"]["target"].as_str().unwrap();
     assert!(target.contains(&hex64), "ledger target {target:?}");
     let key = v["signer_key"].as_str().unwrap();
-    let (ok, out) = pipelock_verify(&ledger, key, "sigil.ledger.mediator", &[]);
+    let (ok, out) = pipelock_verify(
+        &ledger,
+        digests_key["public_key"].as_str().unwrap(),
+        "sigil.ledger.digests",
+        &[],
+    );
     assert!(ok, "{out}");
 
     // A digest that is not 64 hex characters is a usage error.
     for bad in [&hex64[..62], "zz", &format!("{hex64}00")] {
-        let out = sigil(&["--endpoint", ep, "sign-digest", "--key", "mediator", bad]);
+        let out = sigil(&["--endpoint", ep, "sign-digest", "--key", "digests", bad]);
         assert_eq!(out.status.code(), Some(64), "{bad}");
     }
     assert_eq!(std::fs::read_to_string(&ledger).unwrap(), text);
