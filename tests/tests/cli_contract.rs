@@ -184,12 +184,7 @@ fn sign_digest_signs_the_32_bytes_and_records_them_on_the_ledger() {
     let target = r["action_record"]["target"].as_str().unwrap();
     assert!(target.contains(&hex64), "ledger target {target:?}");
     let key = v["signer_key"].as_str().unwrap();
-    let (ok, out) = pipelock_verify(
-        &ledger,
-        digests_key["public_key"].as_str().unwrap(),
-        "sigil.ledger.digests",
-        &[],
-    );
+    let (ok, out) = pipelock_verify(&ledger, key, "sigil.ledger.digests", &[]);
     assert!(ok, "{out}");
 
     // A digest that is not 64 hex characters is a usage error.
