@@ -124,9 +124,6 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
-        self.auth.caller(&request)?;
-        Ok(Response::new(GetDirectoryResponse {
-            directory_json: self.keyring.directory().to_json(),
-        }))
+        crate::service::directory_reply(&self.auth, &self.keyring, &request)
     }
 }

@@ -190,44 +190,47 @@ mod tests {
 
     #[test]
     fn each_bad_input_names_its_field() {
-        assert!(
-            err(r#"{"target":"t","verdict":"v","transport":"x"}"#).contains("record.action_type")
-        );
-        assert!(
-            err(r#"{"action_type":"read","verdict":"v","transport":"x"}"#)
-                .contains("record.target")
-        );
-        assert!(
-            err(r#"{"action_type":"read","target":"t","transport":"x"}"#)
-                .contains("record.verdict")
-        );
-        assert!(err(r#"{"action_type":"read","target":"t","verdict":"v"}"#)
-            .contains("record.transport"));
-        assert!(
-            err(r#"{"action_type":"fly","target":"t","verdict":"v","transport":"x"}"#)
-                .contains("\"fly\"")
-        );
-        assert!(err(
-            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","colour":1}"#
-        )
-        .contains("\"colour\""));
-        assert!(err(
-            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","chain_seq":1}"#
-        )
-        .contains("record.chain_seq: set by the daemon"));
-        assert!(err(
-            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","shield":7}"#
-        )
-        .contains("record.shield: must be an object"));
-        assert!(err(
-            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","method":7}"#
-        )
-        .contains("record.method: must be a string"));
-        assert!(err(r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","principal":"a\u0000b"}"#).contains("record.principal: contains a NUL"));
-        assert!(err(
-            r#"{"action_type":"read","target":"t","verdict":"v","transport":"x","a":1,"a":2}"#
-        )
-        .contains("duplicate"));
+        const BASE: &str = r#""action_type":"read","target":"t","verdict":"v","transport":"x""#;
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"target":"t","verdict":"v","transport":"x"}"#,
+                "record.action_type",
+            ),
+            (
+                r#"{"action_type":"read","verdict":"v","transport":"x"}"#,
+                "record.target",
+            ),
+            (
+                r#"{"action_type":"read","target":"t","transport":"x"}"#,
+                "record.verdict",
+            ),
+            (
+                r#"{"action_type":"read","target":"t","verdict":"v"}"#,
+                "record.transport",
+            ),
+            (
+                r#"{"action_type":"fly","target":"t","verdict":"v","transport":"x"}"#,
+                "\"fly\"",
+            ),
+        ];
+        for (record, want) in cases {
+            assert!(err(record).contains(want), "{record}: {}", err(record));
+        }
+        let extra: &[(&str, &str)] = &[
+            (r#""colour":1"#, "\"colour\""),
+            (r#""chain_seq":1"#, "record.chain_seq: set by the daemon"),
+            (r#""shield":7"#, "record.shield: must be an object"),
+            (r#""method":7"#, "record.method: must be a string"),
+            (
+                r#""principal":"a\u0000b""#,
+                "record.principal: contains a NUL",
+            ),
+            (r#""a":1,"a":2"#, "duplicate"),
+        ];
+        for (member, want) in extra {
+            let record = format!("{{{BASE},{member}}}");
+            assert!(err(&record).contains(want), "{record}: {}", err(&record));
+        }
         let big = format!(
             r#"{{"action_type":"read","target":"{}","verdict":"v","transport":"x"}}"#,
             "t".repeat(20_000)

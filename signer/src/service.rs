@@ -244,11 +244,20 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
-        self.auth.caller(&request)?;
-        Ok(Response::new(GetDirectoryResponse {
-            directory_json: self.keyring.directory().to_json(),
-        }))
+        directory_reply(&self.auth, &self.keyring, &request)
     }
+}
+
+/// The directory, to any authenticated caller (both services serve it).
+pub fn directory_reply<T>(
+    auth: &Auth,
+    keyring: &Keyring,
+    request: &Request<T>,
+) -> Result<Response<GetDirectoryResponse>, Status> {
+    auth.caller(request)?;
+    Ok(Response::new(GetDirectoryResponse {
+        directory_json: keyring.directory().to_json(),
+    }))
 }
 
 /// Metadata key carrying a request id, given by the client or made here.
