@@ -22,14 +22,17 @@ echo "== append: the signed receipt, exactly as written to $data/chains/demo.jso
 echo '{"action_type":"read","target":"https://api.example.com/v1/orders","verdict":"allow","transport":"https","method":"GET","principal":"org:demo","actor":"agent:demo"}' \
   | "$bin/sigil" append --chain demo
 
+# The root key is what a verifier pins: record it once, when the daemon is
+# set up, and keep it (here it is read from the running daemon).
+root=$("$bin/sigil" directory --root-key)
+
 echo
-echo "== verify: the chain against the daemon's key directory"
-"$bin/sigil" verify chain "$data/chains/demo.jsonl" \
+echo "== verify: the chain, pinned to the root key $root, against the daemon's key directory"
+"$bin/sigil" verify chain "$data/chains/demo.jsonl" --key "$root" \
   --directory http://127.0.0.1:7701/.well-known/http-message-signatures-directory
 
 if [ -x .venv/bin/pipelock-verify ]; then
   echo
   echo "== and with Pipelock's own verifier (installed by scripts/test.sh)"
-  key=$("$bin/sigil" directory | sed -n 's/.*"public_key": "\([0-9a-f]*\)".*/\1/p' | head -n 1)
-  .venv/bin/pipelock-verify "$data/chains/demo.jsonl" --key "$key" --session-id demo
+  .venv/bin/pipelock-verify "$data/chains/demo.jsonl" --key "$root" --session-id demo
 fi

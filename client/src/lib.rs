@@ -22,11 +22,19 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7700";
 /// Errors of the client.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    /// The endpoint is not a valid URL.
-    #[error("endpoint {0:?} is not a valid URL")]
+    /// The endpoint is not an `http://` or `https://` URL.
+    #[error("endpoint {0:?} is not http://HOST:PORT or https://HOST:PORT")]
     Endpoint(String),
-    /// Could not connect.
-    #[error("cannot connect to {endpoint}: {source}")]
+    /// Nothing answers at the endpoint (refused, unreachable, timed out).
+    #[error("cannot reach sigild at {endpoint}: {reason}")]
+    Unreachable {
+        /// Where.
+        endpoint: String,
+        /// Why, e.g. `connection refused`.
+        reason: String,
+    },
+    /// Could not connect for another reason (TLS handshake, name lookup).
+    #[error("cannot connect to {endpoint}: {}", error_chain(.source))]
     Connect {
         /// Where.
         endpoint: String,
@@ -34,6 +42,9 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// TLS material is missing, unreadable or not PEM.
+    #[error("{0}")]
+    Tls(String),
     /// The daemon refused or failed the call.
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
@@ -67,7 +78,8 @@ pub struct Client {
 }
 
 /// TLS for the connection: the CA that issued the daemon's certificate,
-/// and this client's certificate and key (PEM files).
+/// and this client's certificate and key (PEM files); `sigil`'s `--ca`,
+/// `--cert` and `--key-file`, which its error messages name.
 #[derive(Clone, Debug, Default)]
 pub struct ClientTls {
     /// CA of the server certificate.
@@ -79,28 +91,106 @@ pub struct ClientTls {
 }
 
 impl ClientTls {
+    /// Checks the files before tonic sees them: it takes any bytes as PEM
+    /// and fails only in the handshake, with an error naming no file.
+    /// Messages name the `sigil` flags these fields come from.
     fn config(&self) -> Result<tonic::transport::ClientTlsConfig, ClientError> {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|source| ClientError::Io {
-                what: format!("reading {}", p.display()),
-                source,
-            })
-        };
         let mut c = tonic::transport::ClientTlsConfig::new();
         if let Some(ca) = &self.ca {
-            c = c.ca_certificate(tonic::transport::Certificate::from_pem(read(ca)?));
+            let pem = read_pem("--ca", ca, "CERTIFICATE")?;
+            c = c.ca_certificate(tonic::transport::Certificate::from_pem(pem));
         }
         match (&self.cert, &self.key) {
             (Some(cert), Some(key)) => {
                 c = c.identity(tonic::transport::Identity::from_pem(
-                    read(cert)?,
-                    read(key)?,
+                    read_pem("--cert", cert, "CERTIFICATE")?,
+                    read_pem("--key-file", key, "PRIVATE KEY")?,
                 ));
             }
             (None, None) => {}
-            _ => return Err(ClientError::Input("--cert and --key go together".into())),
+            (Some(cert), None) => {
+                return Err(ClientError::Input(format!(
+                    "--cert {} needs --key-file, the client certificate's private key (PEM)",
+                    cert.display()
+                )))
+            }
+            (None, Some(key)) => {
+                return Err(ClientError::Input(format!(
+                    "--key-file {} needs --cert, the client certificate (PEM)",
+                    key.display()
+                )))
+            }
         }
         Ok(c)
+    }
+}
+
+/// Reads a PEM file given as `flag`; `label` ends its `-----BEGIN` line
+/// (`PRIVATE KEY` matches the PKCS#8, RSA and EC forms).
+fn read_pem(flag: &str, path: &std::path::Path, label: &str) -> Result<Vec<u8>, ClientError> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| ClientError::Tls(format!("cannot read {flag} {}: {e}", path.display())))?;
+    let is_pem = String::from_utf8_lossy(&bytes)
+        .lines()
+        .any(|l| l.starts_with("-----BEGIN ") && l.trim_end().ends_with(&format!("{label}-----")));
+    if !is_pem {
+        return Err(ClientError::Tls(format!(
+            "{flag} {} is not PEM: it has no \"-----BEGIN ...{label}-----\" line",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// An error and its sources, `a: b: c`; tonic's own message is only
+/// "transport error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out = format!("{out}: {text}");
+        }
+        next = s.source();
+    }
+    out
+}
+
+/// Why nothing answers at the endpoint, when the connect error comes from
+/// the socket rather than from TLS or name lookup.
+fn unreachable_reason(e: &tonic::transport::Error) -> Option<String> {
+    use std::io::ErrorKind;
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                ErrorKind::ConnectionRefused => Some("connection refused".into()),
+                ErrorKind::TimedOut
+                | ErrorKind::HostUnreachable
+                | ErrorKind::NetworkUnreachable
+                | ErrorKind::AddrNotAvailable => Some(io.to_string()),
+                _ => None,
+            };
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// Whether `endpoint` is https; refuses what is neither `http://HOST[:PORT]`
+/// nor `https://HOST[:PORT]`, which tonic would accept and then fail on.
+fn endpoint_is_https(endpoint: &str) -> Result<bool, ClientError> {
+    let bad = || ClientError::Endpoint(endpoint.to_owned());
+    let uri: tonic::transport::Uri = endpoint.parse().map_err(|_| bad())?;
+    let https = match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") => false,
+        Some(s) if s.eq_ignore_ascii_case("https") => true,
+        _ => return Err(bad()),
+    };
+    match uri.host() {
+        Some(h) if !h.is_empty() => Ok(https),
+        _ => Err(bad()),
     }
 }
 
@@ -115,6 +205,13 @@ impl Client {
         endpoint: &str,
         tls: Option<&ClientTls>,
     ) -> Result<Self, ClientError> {
+        let https = endpoint_is_https(endpoint)?;
+        if https && tls.is_none_or(|t| t.ca.is_none()) {
+            // No built-in roots (tonic is built without them): only a given CA works.
+            return Err(ClientError::Tls(format!(
+                "the https endpoint {endpoint} needs --ca, the CA certificate (PEM) that issued sigild's certificate"
+            )));
+        }
         let mut ep = Endpoint::from_shared(endpoint.to_owned())
             .map_err(|_| ClientError::Endpoint(endpoint.to_owned()))?;
         if let Some(t) = tls {
@@ -125,10 +222,19 @@ impl Client {
                     source,
                 })?;
         }
-        let channel = ep.connect().await.map_err(|source| ClientError::Connect {
-            endpoint: endpoint.to_owned(),
-            source,
-        })?;
+        let channel = ep
+            .connect()
+            .await
+            .map_err(|source| match unreachable_reason(&source) {
+                Some(reason) => ClientError::Unreachable {
+                    endpoint: endpoint.to_owned(),
+                    reason,
+                },
+                None => ClientError::Connect {
+                    endpoint: endpoint.to_owned(),
+                    source,
+                },
+            })?;
         Ok(Client {
             receipts: ReceiptsClient::new(channel.clone()),
             admin: KeyAdminClient::new(channel),

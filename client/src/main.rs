@@ -3,23 +3,20 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
-use sigil_client::{bench, fetch, verify, Client, ClientError, DEFAULT_ENDPOINT};
-use sigil_proto::chain::{Options, Policy};
-use sigil_proto::directory::Directory;
+use clap::{CommandFactory, Parser, Subcommand};
+use sigil_client::{bench, Client, ClientError, DEFAULT_ENDPOINT};
 use sigil_proto::endorsement::Endorsement;
 use sigil_proto::receipt::{self, Entry};
 
-/// Exit codes shared with Pipelock's verifier.
-const VALID: u8 = 0;
-const INVALID: u8 = 1;
-const RUNTIME: u8 = 2;
-const USAGE: u8 = 64;
+mod docs;
+mod verify_cmd;
+
+use verify_cmd::{VerifyCommand, RUNTIME, USAGE, VALID};
 
 /// sigil: append receipts, sign digests, read the key directory, and verify
 /// receipts and chains offline.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(name = "sigil", version, about)]
 struct Cli {
     /// sigild gRPC endpoint.
     #[arg(long, global = true, env = "SIGIL_ENDPOINT", default_value = DEFAULT_ENDPOINT)]
@@ -57,7 +54,13 @@ enum Command {
         digest: String,
     },
     /// Print the key directory JSON.
-    Directory,
+    Directory {
+        /// Print only the chain key's root (its first version's public key,
+        /// hex): the key to pin in `sigil verify --key` and pipelock-verify.
+        /// Record it once, when the daemon is set up, and keep it.
+        #[arg(long)]
+        root_key: bool,
+    },
     /// Manage keys: list, create, rotate, revoke.
     Keys {
         #[command(subcommand)]
@@ -75,6 +78,17 @@ enum Command {
     },
     /// Measure durable append throughput and latency against a sigild it starts.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for sigil and its subcommands (sigil.1, sigil-verify.1, ...).
+    Man {
+        /// Directory to write the pages into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -118,61 +132,6 @@ enum ChainCommand {
         /// Directory to write endorsement-N.json files into.
         #[arg(long)]
         out: PathBuf,
-    },
-}
-
-#[derive(Args)]
-struct PolicyArgs {
-    /// Refuse receipts older than this many hours.
-    #[arg(long)]
-    max_age_hours: Option<i64>,
-    /// Measure ages at this RFC 3339 instant instead of now.
-    #[arg(long)]
-    at: Option<String>,
-    /// Refuse an allow of an action the chain blocked before.
-    #[arg(long)]
-    forbid_reversal: bool,
-    /// Apply only pipelock-verify 0.4.1's checks (no replay and NUL checks).
-    #[arg(long)]
-    pipelock_compatible: bool,
-}
-
-#[derive(Subcommand)]
-enum VerifyCommand {
-    /// Verify one receipt.
-    Receipt {
-        /// Receipt file.
-        file: PathBuf,
-        /// Pinned signer key, 64 hex characters. With --directory, the
-        /// directory's signature must lead back to it.
-        #[arg(long)]
-        key: Option<String>,
-        /// Key directory: a file, or an http:// URL.
-        #[arg(long)]
-        directory: Option<String>,
-        #[command(flatten)]
-        policy: PolicyArgs,
-    },
-    /// Verify a chain file, following key rotations and revocations.
-    Chain {
-        /// Chain file (JSONL).
-        file: PathBuf,
-        /// Pinned root key (the first segment's signer), 64 hex characters.
-        /// With --directory, the directory's signature must lead back to it.
-        #[arg(long)]
-        key: Option<String>,
-        /// Key directory: a file, or an http:// URL.
-        #[arg(long)]
-        directory: Option<String>,
-        /// Recorder session (default: the chain's own, from its first session_open).
-        #[arg(long)]
-        session_id: Option<String>,
-        /// A rotation endorsement file; repeat for each boundary. Endorsements
-        /// held in the chain file are read too.
-        #[arg(long = "rotation-endorsement")]
-        rotation_endorsements: Vec<PathBuf>,
-        #[command(flatten)]
-        policy: PolicyArgs,
     },
 }
 
@@ -221,11 +180,23 @@ async fn run(cli: Cli) -> u8 {
         tls,
     };
     let result = match cli.command {
-        Command::Verify { command } => return verify_cmd(command).await,
+        Command::Verify { command } => return verify_cmd::run(command).await,
         Command::Append { chain, record } => append(&target, &chain, &record).await,
         Command::SignDigest { key, digest } => sign_digest(&target, &key, &digest).await,
-        Command::Directory => match connect(&target).await {
-            Ok(mut c) => c.directory().await.map(|d| println!("{d}")),
+        Command::Directory { root_key } => match connect(&target).await {
+            Ok(mut c) => c.directory().await.and_then(|d| {
+                if !root_key {
+                    println!("{d}");
+                    return Ok(());
+                }
+                let dir = sigil_proto::directory::Directory::parse(&d)
+                    .map_err(|e| ClientError::Input(format!("directory: {e}")))?;
+                let lineage = dir
+                    .lineage(None, &sigil_proto::lineage::Freshness::any())
+                    .map_err(|e| ClientError::Input(e.to_string()))?;
+                println!("{}", lineage.root().public_key);
+                Ok(())
+            }),
             Err(e) => Err(e),
         },
         Command::Keys { command } => keys(&target, command).await,
@@ -233,17 +204,35 @@ async fn run(cli: Cli) -> u8 {
             command: ChainCommand::Endorsements { file, out },
         } => endorsements(&file, &out),
         Command::Bench(args) => bench::run(args).await,
+        Command::Completions { shell } => docs::completions(Cli::command(), shell),
+        Command::Man { out } => docs::man_pages(Cli::command(), &out).map(|pages| {
+            for p in pages {
+                println!("{}", p.display());
+            }
+        }),
     };
     match result {
         Ok(()) => VALID,
         Err(e) => {
-            eprintln!("sigil: {e}");
+            eprintln!("sigil: {e}{}", hint(&e));
             if matches!(e, ClientError::Input(_)) {
                 USAGE
             } else {
                 RUNTIME
             }
         }
+    }
+}
+
+/// What to do next, for the errors a first run meets; the library's message
+/// says what went wrong, this names the flags and commands that fix it.
+fn hint(e: &ClientError) -> &'static str {
+    match e {
+        ClientError::Unreachable { .. } => {
+            ". Is sigild running? Start it with `sigild` (or pass --endpoint / SIGIL_ENDPOINT)"
+        }
+        ClientError::Endpoint(_) => " (https needs --ca, and --cert/--key-file for mTLS)",
+        _ => "",
     }
 }
 
@@ -369,173 +358,4 @@ fn endorsements(file: &std::path::Path, out: &std::path::Path) -> Result<(), Cli
     }
     eprintln!("{n} endorsement(s) written");
     Ok(())
-}
-
-fn policy(p: &PolicyArgs) -> Result<Policy, String> {
-    let mut policy = if p.pipelock_compatible {
-        Policy::pipelock()
-    } else {
-        verify::default_policy()
-    };
-    policy.max_age = p.max_age_hours.map(time::Duration::hours);
-    policy.forbid_reversal = p.forbid_reversal;
-    if let Some(at) = &p.at {
-        policy.now = Some(sigil_proto::timestamp::parse(at).map_err(|e| format!("--at: {e}"))?);
-    }
-    Ok(policy)
-}
-
-/// Reads a directory; with a pinned key its signature must verify back to
-/// that key, without one it is trusted as fetched (as pipelock-verify does).
-async fn load_trust(
-    directory: Option<&str>,
-    pinned: Option<&str>,
-) -> Result<Option<verify::Trust>, String> {
-    let Some(src) = directory else {
-        return Ok(None);
-    };
-    let text = if src.starts_with("http://") || src.starts_with("https://") {
-        fetch::get(src).await.map_err(|e| e.to_string())?
-    } else {
-        std::fs::read_to_string(src).map_err(|e| format!("reading {src}: {e}"))?
-    };
-    let dir = Directory::parse(&text).map_err(|e| e.to_string())?;
-    if let Some(root) = pinned {
-        dir.verify(root).map_err(|e| e.to_string())?;
-    }
-    verify::Trust::from_directory(&dir)
-        .map(Some)
-        .map_err(|e| e.to_string())
-}
-
-fn check_key(key: &Option<String>) -> Result<(), String> {
-    match key {
-        Some(k) if !(k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit())) => {
-            Err(format!("--key must be 64 hex characters, got {k:?}"))
-        }
-        _ => Ok(()),
-    }
-}
-
-async fn verify_cmd(cmd: VerifyCommand) -> u8 {
-    let (file, key, directory, policy_args) = match &cmd {
-        VerifyCommand::Receipt {
-            file,
-            key,
-            directory,
-            policy,
-        } => (file, key, directory, policy),
-        VerifyCommand::Chain {
-            file,
-            key,
-            directory,
-            policy,
-            ..
-        } => (file, key, directory, policy),
-    };
-    if let Err(e) = check_key(key) {
-        eprintln!("sigil: {e}");
-        return USAGE;
-    }
-    let policy = match policy(policy_args) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("sigil: {e}");
-            return USAGE;
-        }
-    };
-    let name = file.display().to_string();
-    let text = match std::fs::read(file) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(t) => t,
-            // Readable but not UTF-8: not a receipt, so invalid, not an error.
-            Err(e) => {
-                println!(
-                    "FAILED: {name}: not UTF-8 at byte {}",
-                    e.utf8_error().valid_up_to()
-                );
-                return INVALID;
-            }
-        },
-        Err(e) => {
-            eprintln!("FAILED: {name}: {e}");
-            return RUNTIME;
-        }
-    };
-    let trust = match load_trust(directory.as_deref(), key.as_deref()).await {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("sigil: key directory: {e}");
-            return RUNTIME;
-        }
-    };
-    match &cmd {
-        VerifyCommand::Receipt { .. } => {
-            match verify::receipt(&text, key.as_deref(), trust.as_ref(), &policy) {
-                Ok(r) => {
-                    println!("OK: {name}");
-                    for (label, field) in [
-                        ("Action ID", "action_id"),
-                        ("Action Type", "action_type"),
-                        ("Verdict", "verdict"),
-                        ("Target", "target"),
-                        ("Transport", "transport"),
-                        ("Timestamp", "timestamp"),
-                    ] {
-                        println!("  {label}: {}", r.str_field(field));
-                    }
-                    println!("  Signer: {}", r.signer_key);
-                    println!("  Chain seq: {}", r.chain_seq().unwrap_or(0));
-                    VALID
-                }
-                Err(e) => {
-                    println!("FAILED: {name}: {e}");
-                    INVALID
-                }
-            }
-        }
-        VerifyCommand::Chain {
-            session_id,
-            rotation_endorsements,
-            ..
-        } => {
-            let mut endorsements = Vec::new();
-            for p in rotation_endorsements {
-                match std::fs::read_to_string(p)
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| Endorsement::parse(&t).map_err(|e| e.to_string()))
-                {
-                    Ok(e) => endorsements.push(e),
-                    Err(e) => {
-                        println!("CHAIN BROKEN: {name}\n  Error: {}: {e}", p.display());
-                        return INVALID;
-                    }
-                }
-            }
-            let opts = Options {
-                pinned: key.as_ref().map(|k| k.to_lowercase()),
-                session_id: session_id.clone(),
-                endorsements,
-                endorsements_from_file: true,
-                revoked: Default::default(),
-                policy,
-            };
-            match verify::chain(&text, opts, trust.as_ref()) {
-                Ok(s) => {
-                    println!("CHAIN VALID: {name}");
-                    println!("  Receipts: {}", s.receipt_count);
-                    println!("  Final seq: {}", s.final_seq);
-                    println!("  Root hash: {}", s.root_hash);
-                    println!("  Start: {}", s.start_time);
-                    println!("  End: {}", s.end_time);
-                    println!("  Key segments: {}", s.segment_keys.len());
-                    VALID
-                }
-                Err(e) => {
-                    println!("CHAIN BROKEN: {name}\n  Error: {e}");
-                    INVALID
-                }
-            }
-        }
-    }
 }

@@ -1,117 +1,122 @@
 //! Offline verification for `sigil verify`: a receipt, or a chain with its
-//! rotations, against a pinned key or a key directory.
+//! rotations, against a trust anchor.
+//!
+//! Trust model: a verifier accepts exactly what the chain key vouched for,
+//! walked from a pinned root. The anchor is a pinned root key (`--key`), a
+//! directory whose lineage is walked from that root (`--key` with
+//! `--directory`), or a directory alone (its own first chain version is the
+//! root: trust on fetch). Digest keys, versions outside the lineage, and a
+//! revoked version past where its revocation took effect are refused.
 
-use std::collections::{HashMap, HashSet};
-
-use sigil_proto::chain::{self, Options, Policy, Revocation, Summary};
-use sigil_proto::directory::{Directory, KeyState};
+use sigil_proto::chain::{self, Options, Policy, Summary};
+use sigil_proto::lineage::Lineage;
 use sigil_proto::receipt::{self, Receipt};
 use sigil_proto::{timestamp, Error};
 
-/// Keys a directory vouches for, and the revoked ones.
-pub struct Trust {
-    /// Every listed public key (lowercase hex).
-    pub keys: HashSet<String>,
-    /// Revoked keys with their compromise time.
-    pub revoked: HashMap<String, Revocation>,
-}
-
-impl Trust {
-    /// Reads the trust a directory document gives.
-    pub fn from_directory(dir: &Directory) -> Result<Self, Error> {
-        let mut keys = HashSet::new();
-        let mut revoked = HashMap::new();
-        for k in &dir.keys {
-            let pk = k.public_key.to_lowercase();
-            keys.insert(pk.clone());
-            if k.state == KeyState::Revoked {
-                let since = k
-                    .compromised_since
-                    .as_deref()
-                    .or(k.revoked.as_deref())
-                    .ok_or_else(|| {
-                        Error::Directory(format!("{} is revoked without a time", k.keyid))
-                    })?;
-                let compromised_since = timestamp::parse(since).map_err(Error::Directory)?;
-                revoked.insert(
-                    pk,
-                    Revocation {
-                        compromised_since,
-                        reason: k.reason.clone().unwrap_or_default(),
-                    },
-                );
-            }
-        }
-        Ok(Trust { keys, revoked })
-    }
+/// What a verification is anchored to.
+pub enum Anchor<'a> {
+    /// A pinned key: the receipt's signer, or the chain's first signer.
+    Key(&'a str),
+    /// A verified directory lineage.
+    Lineage(&'a Lineage),
+    /// Nothing: internal consistency only, the file's own key trusted.
+    Unpinned,
 }
 
 /// Verifies one receipt document; returns it when valid.
-pub fn receipt(
-    text: &str,
-    key: Option<&str>,
-    trust: Option<&Trust>,
-    policy: &Policy,
-) -> Result<Receipt, Error> {
+pub fn receipt(text: &str, anchor: &Anchor, policy: &Policy) -> Result<Receipt, Error> {
     let r = receipt::parse_receipt(text)?;
-    if let Some(t) = trust {
-        if !t.keys.contains(&r.signer_key.to_lowercase()) {
-            return Err(Error::UntrustedKey {
-                expected: "a key of the directory".into(),
-                found: r.signer_key.clone(),
-            });
+    match anchor {
+        Anchor::Key(k) => {
+            receipt::verify(&r, Some(k))?;
+        }
+        Anchor::Unpinned => {
+            receipt::verify(&r, None)?;
+        }
+        Anchor::Lineage(l) => {
+            let signer = r.signer_key.to_lowercase();
+            let Some(version) = l.version_of(&signer) else {
+                return Err(untrusted(l, &signer));
+            };
+            receipt::verify(&r, Some(&signer))?;
+            if let Some(rev) = l.revoked.get(&signer) {
+                // Alone, a receipt cannot show where it stands relative to
+                // the revocation, and its timestamp is the signer's word.
+                return Err(Error::Policy(format!(
+                    "signed by {}, revoked (compromised since {}; {}): a receipt of a revoked \
+                     version is only trusted within its chain (sigil verify chain)",
+                    version.keyid,
+                    timestamp::format(rev.compromised_since),
+                    rev.reason
+                )));
+            }
         }
     }
-    receipt::verify(&r, key)?;
     chain::check_policy(&r, policy)?;
-    if let Some(rev) = trust.and_then(|t| t.revoked.get(&r.signer_key.to_lowercase())) {
-        let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
-        if ts >= rev.compromised_since {
-            return Err(Error::Policy(format!(
-                "signed by a revoked key at or after its compromise ({}): {}",
-                timestamp::format(rev.compromised_since),
-                rev.reason
-            )));
-        }
-    }
     Ok(r)
 }
 
-/// Verifies a chain file. With a directory, the root key is the first
-/// receipt's key if the directory lists it, every segment's key must be
-/// listed, and revocations apply.
-pub fn chain(text: &str, mut opts: Options, trust: Option<&Trust>) -> Result<Summary, Error> {
-    if let Some(t) = trust {
-        if opts.pinned.is_none() {
-            let first = text.lines().filter(|l| !l.trim().is_empty()).find_map(|l| {
-                match receipt::parse_entry(l) {
+/// Verifies a chain file against `anchor`. With a lineage, the chain may
+/// start at any of its versions; every segment's key must be a version of
+/// the lineage, versions only go up, and revocations apply.
+pub fn chain(text: &str, opts: Options, anchor: &Anchor) -> Result<Summary, Error> {
+    chain_with_progress(text, opts, anchor, &mut |_, _| {})
+}
+
+/// [`chain`], reporting `progress(done, total)` as it goes.
+pub fn chain_with_progress(
+    text: &str,
+    mut opts: Options,
+    anchor: &Anchor,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Summary, Error> {
+    match anchor {
+        Anchor::Key(k) => opts.pinned = Some(k.to_lowercase()),
+        Anchor::Unpinned => opts.pinned = None,
+        Anchor::Lineage(l) => {
+            let first = chain::split_lines(text)
+                .into_iter()
+                .filter(|l| !l.trim().is_empty())
+                .find_map(|l| match receipt::parse_entry(l) {
                     Ok(receipt::Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
                     _ => None,
-                }
-            });
+                });
             match first {
-                Some(k) if t.keys.contains(&k) => opts.pinned = Some(k),
-                Some(k) => {
-                    return Err(Error::UntrustedKey {
-                        expected: "a key of the directory".into(),
-                        found: k,
-                    })
-                }
+                Some(k) if l.version_of(&k).is_some() => opts.pinned = Some(k),
+                Some(k) => return Err(untrusted(l, &k)),
                 None => return Err(Error::Chain("no receipts found".into())),
             }
+            opts.revoked = l.revoked.clone();
         }
-        opts.revoked = t.revoked.clone();
     }
-    let summary = chain::verify(text, &opts)?;
-    if let Some(t) = trust {
-        if let Some(k) = summary.segment_keys.iter().find(|k| !t.keys.contains(*k)) {
-            return Err(Error::UntrustedKey {
-                expected: "a key of the directory".into(),
-                found: k.clone(),
-            });
+    let summary = chain::verify_with_progress(text, &opts, progress)?;
+    if let Anchor::Lineage(l) = anchor {
+        let mut last = 0;
+        for k in &summary.segment_keys {
+            let Some(v) = l.version_of(k) else {
+                return Err(untrusted(l, k));
+            };
+            if v.version <= last {
+                return Err(Error::Policy(format!(
+                    "a segment signed by {} follows a newer version: versions only go up",
+                    v.keyid
+                )));
+            }
+            last = v.version;
         }
     }
     Ok(summary)
+}
+
+fn untrusted(l: &Lineage, key: &str) -> Error {
+    Error::UntrustedKey {
+        expected: format!(
+            "a version of chain key {:?} endorsed from its root {}",
+            l.root().name,
+            l.root().public_key
+        ),
+        found: key.to_owned(),
+    }
 }
 
 /// Default policy for `sigil verify`.

@@ -7,6 +7,9 @@ use crate::KeyError;
 pub struct KeyId {
     name: String,
     version: u32,
+    /// Distinguishes the keys of one data dir from another's on a shared
+    /// token; `None` for keys generated before namespaces existed.
+    namespace: Option<String>,
 }
 
 impl KeyId {
@@ -39,7 +42,32 @@ impl KeyId {
         Ok(KeyId {
             name: name.to_owned(),
             version,
+            namespace: None,
         })
+    }
+
+    /// The same key in namespace `ns` (1 to 16 characters of `[a-z0-9]`):
+    /// its label becomes `sigil.<ns>.<name>.v<version>`, so two daemons on
+    /// one token never name the same object.
+    pub fn in_namespace(mut self, ns: &str) -> Result<Self, KeyError> {
+        let ok = !ns.is_empty()
+            && ns.len() <= 16
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !ok {
+            return Err(KeyError::Config {
+                backend: "keys",
+                reason: format!("key namespace {ns:?} must be 1 to 16 characters of a-z 0-9"),
+            });
+        }
+        self.namespace = Some(ns.to_owned());
+        Ok(self)
+    }
+
+    /// The namespace, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
     }
 
     /// The key name shared by all versions.
@@ -52,9 +80,13 @@ impl KeyId {
         self.version
     }
 
-    /// The label a backend stores the key under: `sigil.<name>.v<version>`.
+    /// The label a backend stores the key under: `sigil.<name>.v<version>`,
+    /// or `sigil.<namespace>.<name>.v<version>`.
     pub fn label(&self) -> String {
-        format!("sigil.{}.v{}", self.name, self.version)
+        match &self.namespace {
+            Some(ns) => format!("sigil.{ns}.{}.v{}", self.name, self.version),
+            None => format!("sigil.{}.v{}", self.name, self.version),
+        }
     }
 }
 

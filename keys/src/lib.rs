@@ -9,12 +9,14 @@
 
 mod error;
 mod id;
+#[cfg(feature = "pkcs11")]
 pub mod pkcs11;
 mod secret;
 mod seeds;
 pub mod software;
 #[cfg(feature = "tpm")]
 pub mod tpm;
+#[cfg(feature = "yubihsm")]
 pub mod yubihsm;
 
 pub use error::KeyError;

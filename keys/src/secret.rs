@@ -82,6 +82,7 @@ impl SecretSource {
         Ok(secret)
     }
 
+    #[cfg(feature = "pkcs11")]
     /// Reads the secret as a PKCS#11 PIN (a zeroizing `SecretString`).
     pub(crate) fn read_auth_pin(
         &self,

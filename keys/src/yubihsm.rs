@@ -55,7 +55,7 @@ pub enum YubiHsmConnection {
         timeout_ms: u64,
     },
     /// Direct USB (feature `usb`); `serial` picks one of several devices.
-    #[cfg(feature = "usb")]
+    #[cfg(feature = "yubihsm-usb")]
     Usb {
         /// Device serial number, if more than one is attached.
         serial: Option<String>,
@@ -110,7 +110,7 @@ impl YubiHsmBackend {
                 port: *port,
                 timeout_ms: *timeout_ms,
             }),
-            #[cfg(feature = "usb")]
+            #[cfg(feature = "yubihsm-usb")]
             YubiHsmConnection::Usb { serial } => {
                 let serial = serial
                     .as_deref()

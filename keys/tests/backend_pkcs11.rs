@@ -1,6 +1,7 @@
 //! The PKCS#11 backend against SoftHSM2 (the token directory is set up by
 //! `common/softhsm.rs`; recovery from closed sessions is tested in
 //! `backend_pkcs11_faults.rs`, a binary of its own).
+#![cfg(feature = "pkcs11")]
 
 #[allow(dead_code)]
 #[path = "common/softhsm.rs"]

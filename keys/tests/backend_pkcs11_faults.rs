@@ -7,6 +7,7 @@
 //! reuses them, so a session closed behind a backend's back may come back
 //! under the same number for somebody else; another test running in the
 //! same process would be disturbed.
+#![cfg(feature = "pkcs11")]
 
 #[allow(dead_code)]
 #[path = "common/softhsm.rs"]

@@ -1,6 +1,7 @@
 //! The YubiHSM 2 backend against the yubihsm crate's MockHsm. The mock's
 //! state lives in its connector: a "restart" is a new client on a clone of
 //! the same connector.
+#![cfg(feature = "yubihsm")]
 
 mod suite;
 

@@ -14,14 +14,7 @@ use crate::{timestamp, Error};
 /// Pipelock's default recorder session id.
 pub const DEFAULT_SESSION_ID: &str = "proxy";
 
-/// A key's revocation, as the directory records it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Revocation {
-    /// Receipts at or after this instant are refused.
-    pub compromised_since: OffsetDateTime,
-    /// Why the key was revoked.
-    pub reason: String,
-}
+pub use crate::lineage::Revocation;
 
 /// What to verify a chain against.
 #[derive(Clone, Debug, Default)]
@@ -36,7 +29,8 @@ pub struct Options {
     pub endorsements: Vec<Endorsement>,
     /// Also use `rotation_endorsement` recorder entries of the file.
     pub endorsements_from_file: bool,
-    /// Revoked keys (lowercase hex) and when they became untrustworthy.
+    /// Revoked keys (lowercase hex): when they became untrustworthy and
+    /// where their revocation took effect on each chain.
     pub revoked: HashMap<String, Revocation>,
     /// Stricter checks.
     pub policy: Policy,
@@ -53,6 +47,8 @@ pub struct RevokedReceipt {
     pub timestamp: String,
     /// The revoked signer key.
     pub signer_key: String,
+    /// Why it is refused.
+    pub why: String,
 }
 
 /// What a valid chain proves.
@@ -86,6 +82,15 @@ struct Run {
 /// of types other than `action_receipt` are skipped (their endorsements are
 /// used when `endorsements_from_file`). On failure the error names the line.
 pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
+    verify_with_progress(text, opts, &mut |_, _| {})
+}
+
+/// [`verify`], calling `progress(done, total)` every 4096 receipts.
+pub fn verify_with_progress(
+    text: &str,
+    opts: &Options,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Summary, Error> {
     let mut receipts: Vec<(usize, Receipt)> = Vec::new();
     let mut endorsements: Vec<Endorsement> = Vec::new();
     let mut push_endorsement = |e: Endorsement| {
@@ -172,6 +177,8 @@ pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
         recent: VecDeque::new(),
         recent_set: HashSet::new(),
         blocked: HashSet::new(),
+        prev_time: None,
+        through_reached: false,
         summary: Summary {
             receipt_count: receipts.len(),
             final_seq: 0,
@@ -186,12 +193,16 @@ pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
     w.used = vec![false; w.endorsements.len()];
     w.summary.segment_keys.push(w.expected_key.clone());
     for (i, (line, r)) in receipts.iter().enumerate() {
+        if i % 4096 == 0 {
+            progress(i, receipts.len());
+        }
         w.step(i, *line, r).map_err(|e| Error::AtLine {
             line: *line,
             seq: r.chain_seq(),
             source: Box::new(e),
         })?;
     }
+    let tail_error = w.end_segment(true).err();
     if w.used.iter().any(|u| !u) {
         return Err(Error::Endorsement(
             "unused rotation endorsement (a boundary is missing: was the chain cut?)".into(),
@@ -207,13 +218,22 @@ pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
         let list: Vec<String> = summary
             .revoked
             .iter()
-            .map(|r| format!("line {} (chain_seq {}, {})", r.line, r.seq, r.timestamp))
+            .map(|r| {
+                format!(
+                    "line {} (chain_seq {}, {}: {})",
+                    r.line, r.seq, r.timestamp, r.why
+                )
+            })
             .collect();
+        let also = tail_error.map(|e| format!("; and {e}")).unwrap_or_default();
         return Err(Error::Policy(format!(
-            "{} receipt(s) signed by a revoked key at or after its compromise: {}",
+            "{} receipt(s) signed by a revoked key that it no longer vouches for: {}{also}",
             list.len(),
             list.join(", ")
         )));
+    }
+    if let Some(e) = tail_error {
+        return Err(e);
     }
     Ok(summary)
 }
@@ -232,6 +252,10 @@ struct Walk<'a> {
     recent: VecDeque<(String, String)>,
     recent_set: HashSet<(String, String)>,
     blocked: HashSet<(String, String, String)>,
+    prev_time: Option<OffsetDateTime>,
+    /// The current segment's key is revoked and its trusted last receipt
+    /// on this chain has been seen.
+    through_reached: bool,
     summary: Summary,
 }
 
@@ -303,9 +327,10 @@ impl Walk<'_> {
             ));
         }
         self.session(i, r, seq, prev)?;
-        self.policies(line, r, seq)?;
+        let hash = r.hash()?;
+        self.policies(line, r, seq, &hash)?;
 
-        self.prev_hash = r.hash()?;
+        self.prev_hash = hash;
         self.prev_seq = seq;
         self.summary.final_seq = seq;
         self.summary.root_hash = self.prev_hash.clone();
@@ -334,6 +359,7 @@ impl Walk<'_> {
         if s(kt, "prior_chain_hash") != self.prev_hash || prev != self.prev_hash {
             return fail("prior_chain_hash / chain_prev_hash is not the tail hash");
         }
+        self.end_segment(false)?;
         let new_key = r.signer_key.to_lowercase();
         let matches: Vec<usize> = (0..self.endorsements.len())
             .filter(|&j| {
@@ -360,6 +386,10 @@ impl Walk<'_> {
             }
         }
         self.expected_key = new_key;
+        self.through_reached = false;
+        if !self.opts.policy.monotonic_across_rotations {
+            self.prev_time = None;
+        }
         self.segment_start = i;
         self.summary.segment_keys.push(self.expected_key.clone());
         Ok(())
@@ -481,9 +511,50 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn policies(&mut self, line: usize, r: &Receipt, seq: u64) -> Result<(), Error> {
+    /// Checks the segment that ends here (a boundary, or the end of the
+    /// file) against a revocation of its key.
+    fn end_segment(&self, at_eof: bool) -> Result<(), Error> {
+        let Some(rev) = self.opts.revoked.get(&self.expected_key) else {
+            return Ok(());
+        };
+        if at_eof {
+            return Err(Error::Policy(format!(
+                "the chain ends inside a segment of revoked {}: a genuine chain moved on to \
+                 its successor before recording the revocation",
+                rev.keyid
+            )));
+        }
+        let through = rev
+            .through
+            .as_ref()
+            .and_then(|t| self.session_id.as_ref().and_then(|c| t.get(c)));
+        if let Some((seq, _)) = through {
+            if !self.through_reached {
+                return Err(Error::Policy(format!(
+                    "the segment of revoked {} does not reach its last trusted receipt \
+                     (chain_seq {seq}) named by the revocation: a fork",
+                    rev.keyid
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn policies(&mut self, line: usize, r: &Receipt, seq: u64, hash: &str) -> Result<(), Error> {
         let policy = &self.opts.policy;
         check_policy(r, policy)?;
+        if policy.monotonic_time {
+            let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+            if let Some(prev) = self.prev_time.filter(|p| ts < *p) {
+                return Err(Error::Policy(format!(
+                    "timestamp {} is earlier than the previous receipt's {}: time never goes \
+                     back within a key segment (a backdated receipt?)",
+                    r.str_field("timestamp"),
+                    timestamp::format(prev)
+                )));
+            }
+            self.prev_time = Some(ts);
+        }
         if policy.replay_window > 0 {
             let key = (
                 r.str_field("action_id").to_owned(),
@@ -524,12 +595,32 @@ impl Walk<'_> {
         }
         if let Some(rev) = self.opts.revoked.get(&r.signer_key.to_lowercase()) {
             let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+            let mut why = Vec::new();
             if ts >= rev.compromised_since {
+                why.push(format!(
+                    "at or after its compromise ({})",
+                    timestamp::format(rev.compromised_since)
+                ));
+            }
+            if let Some(positions) = &rev.through {
+                match self.session_id.as_ref().and_then(|c| positions.get(c)) {
+                    None => why
+                        .push("its revocation names no trusted receipt of it on this chain".into()),
+                    Some((tseq, _)) if self.through_reached => why.push(format!(
+                        "after chain_seq {tseq}, where its revocation took effect"
+                    )),
+                    Some((tseq, thash)) => {
+                        self.through_reached = seq == *tseq && hash == thash;
+                    }
+                }
+            }
+            if !why.is_empty() {
                 self.summary.revoked.push(RevokedReceipt {
                     line,
                     seq,
                     timestamp: r.str_field("timestamp").to_owned(),
                     signer_key: r.signer_key.clone(),
+                    why: format!("{}: {}", rev.keyid, why.join("; ")),
                 });
             }
         }

@@ -7,17 +7,50 @@
 //! first (pipelock-verify's default lookup takes the first); every public
 //! key sigil ever used stays listed.
 
+use std::collections::HashMap;
+
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::lineage::{Freshness, Lineage, Revocation};
 use crate::receipt::SIG_PREFIX;
-use crate::{jcs, json, Error};
+use crate::{jcs, json, timestamp, Error};
 
 /// Well-known HTTP path of the directory.
 pub const WELL_KNOWN_PATH: &str = "/.well-known/http-message-signatures-directory";
 /// `use` value Pipelock emits for mediation keys.
 pub const USE_MEDIATION: &str = "pipelock-mediation";
+/// `use` value of keys that sign caller-chosen digests: never a receipt key.
+pub const USE_DIGEST: &str = "sigil-digest";
+
+/// What a key name signs. Only [`Purpose::Chain`] keys vouch for receipts:
+/// a digest key signs any 32 bytes a caller brings, and a receipt's
+/// signature is Ed25519 over a 32-byte digest, so a digest key could sign
+/// any receipt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    /// Signs chains (producer chains and the daemon's ledgers), rotation
+    /// endorsements and the directory. Never exposed to SignDigest.
+    Chain,
+    /// Signs caller-chosen digests through SignDigest, nothing else.
+    Digest,
+}
+
+/// The position where a revocation took effect on one chain: the revoked
+/// version's last receipt there, which verifiers still trust. A receipt of
+/// the revoked version after it, or a segment of it that does not reach it,
+/// is a forgery.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Through {
+    /// Chain name (its recorder session).
+    pub chain: String,
+    /// `chain_seq` of that receipt within its key segment.
+    pub seq: u64,
+    /// Its receipt hash (lowercase hex).
+    pub receipt_hash: String,
+}
 
 /// The directory document.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +134,14 @@ pub struct KeyEntry {
     /// Why it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a revoked version: where the revocation took effect on each chain
+    /// the version signed. Absent in directories of older sigild (then
+    /// only `compromised_since` applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub through: Option<Vec<Through>>,
+    /// What the key name signs; absent in directories of older sigild.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<Purpose>,
     /// For version N > 1: version N-1's signature over this version
     /// ([`endorsement_digest`]), so trust walks from a pinned root to the
     /// key that signs now.
@@ -161,6 +202,8 @@ impl KeyEntry {
             revoked: None,
             compromised_since: None,
             reason: None,
+            through: None,
+            purpose: None,
             endorsement: None,
         }
     }
@@ -188,18 +231,57 @@ impl Directory {
         Ok(Sha256::digest(jcs::canonicalize(&value)?).into())
     }
 
-    /// Checks the document against a pinned root key: the root is listed,
-    /// each version of its key name from the root on is endorsed by the one
-    /// before, and the signature is by one of those versions. Returns the
-    /// signer's keyid.
+    /// Checks the document against a pinned root key and returns the
+    /// signer's keyid; see [`Directory::lineage`] for the rules. Ages are
+    /// not checked here.
     pub fn verify(&self, pinned_root: &str) -> Result<String, Error> {
+        self.lineage(Some(pinned_root), &Freshness::any())
+            .map(|l| l.newest().keyid.clone())
+    }
+
+    /// The chain key's lineage this document proves, walked from `root`
+    /// (lowercase hex; `None`: the directory's own first chain version,
+    /// which is trust on fetch):
+    /// - the root is a chain key, and each later version of its name is
+    ///   endorsed by the one before; no version of the name is listed
+    ///   outside that walk;
+    /// - the directory is signed by the newest version of the walk, and
+    ///   that version is not revoked (an older or revoked version may not
+    ///   speak for the lineage);
+    /// - `signed_at` is within `fresh` (neither stale nor from the future).
+    pub fn lineage(&self, root: Option<&str>, fresh: &Freshness) -> Result<Lineage, Error> {
         let bad = |m: String| Err(Error::Directory(m));
-        let root = pinned_root.to_lowercase();
-        let Some(root_entry) = self.keys.iter().find(|k| k.public_key == root) else {
-            return bad(format!("the pinned key {root} is not in the directory"));
+        let root_entry = match root {
+            Some(r) => {
+                let r = r.to_lowercase();
+                let Some(e) = self.keys.iter().find(|k| k.public_key == r) else {
+                    return bad(format!("the pinned key {r} is not in the directory"));
+                };
+                e
+            }
+            None => {
+                let Some(e) = self
+                    .keys
+                    .iter()
+                    .filter(|k| k.purpose == Some(Purpose::Chain))
+                    .min_by_key(|k| k.version)
+                else {
+                    return bad(
+                        "the directory names no chain key (written by an older sigild?): \
+                         pin the root with --key"
+                            .into(),
+                    );
+                };
+                e
+            }
         };
-        // Walk the endorsements forward from the root.
-        let mut trusted = vec![root_entry];
+        if root_entry.purpose == Some(Purpose::Digest) {
+            return bad(format!(
+                "{} is a digest key: it signs caller-chosen bytes and vouches for no receipt",
+                root_entry.keyid
+            ));
+        }
+        let mut walk = vec![root_entry.clone()];
         let mut current = root_entry;
         while let Some(next) = self
             .keys
@@ -223,21 +305,75 @@ impl Directory {
                     next.keyid, current.keyid
                 ))
             })?;
-            trusted.push(next);
+            if next.purpose == Some(Purpose::Digest) {
+                return bad(format!("{} is a digest key", next.keyid));
+            }
+            walk.push(next.clone());
             current = next;
+        }
+        if let Some(stray) = self
+            .keys
+            .iter()
+            .find(|k| k.name == root_entry.name && k.version > current.version)
+        {
+            return bad(format!(
+                "{} is listed but not endorsed along the lineage from {}",
+                stray.keyid, root_entry.keyid
+            ));
         }
         let Some(sig) = &self.signature else {
             return bad("the directory is not signed".into());
         };
-        let Some(signer) = trusted.iter().find(|k| k.keyid == sig.keyid) else {
+        if sig.keyid != current.keyid {
             return bad(format!(
-                "signed by {}, which does not descend from the pinned key",
-                sig.keyid
+                "signed by {}, but only the newest version of the lineage, {}, may sign it",
+                sig.keyid, current.keyid
             ));
-        };
-        verify_sig(&signer.public_key, &self.signing_digest()?, &sig.value)
+        }
+        if current.state == KeyState::Revoked {
+            return bad(format!(
+                "the newest version {} is revoked: nothing it signs is trusted",
+                current.keyid
+            ));
+        }
+        verify_sig(&current.public_key, &self.signing_digest()?, &sig.value)
             .map_err(|_| Error::Directory(format!("signature by {} does not verify", sig.keyid)))?;
-        Ok(sig.keyid.clone())
+        let Some(signed_at) = &self.signed_at else {
+            return bad("the directory has no signed_at".into());
+        };
+        let signed =
+            timestamp::parse(signed_at).map_err(|e| Error::Directory(format!("signed_at: {e}")))?;
+        fresh.check(signed)?;
+        let mut revoked = HashMap::new();
+        for k in walk.iter().filter(|k| k.state == KeyState::Revoked) {
+            let since = k
+                .compromised_since
+                .as_deref()
+                .or(k.revoked.as_deref())
+                .ok_or_else(|| {
+                    Error::Directory(format!("{} is revoked without a time", k.keyid))
+                })?;
+            let compromised_since = timestamp::parse(since)
+                .map_err(|e| Error::Directory(format!("{}: {e}", k.keyid)))?;
+            revoked.insert(
+                k.public_key.clone(),
+                Revocation {
+                    keyid: k.keyid.clone(),
+                    compromised_since,
+                    reason: k.reason.clone().unwrap_or_default(),
+                    through: k.through.as_ref().map(|t| {
+                        t.iter()
+                            .map(|p| (p.chain.clone(), (p.seq, p.receipt_hash.clone())))
+                            .collect()
+                    }),
+                },
+            );
+        }
+        Ok(Lineage {
+            versions: walk,
+            signed_at: signed,
+            revoked,
+        })
     }
 }
 

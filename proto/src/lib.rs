@@ -7,6 +7,7 @@
 //!   including rotation endorsements and sigil's stricter policies.
 //! - [`jcs`]: RFC 8785 canonical JSON for generic documents.
 //! - [`directory`]: the key directory document.
+//! - [`lineage`]: what a verified directory proves (trust from a pinned root).
 
 pub mod chain;
 pub mod directory;
@@ -15,6 +16,7 @@ mod error;
 pub mod gojson;
 pub mod jcs;
 pub mod json;
+pub mod lineage;
 pub mod policy;
 pub mod receipt;
 pub mod timestamp;

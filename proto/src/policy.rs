@@ -24,6 +24,15 @@ pub struct Policy {
     /// Reject an `allow` of an (action_type, target, method) that the same
     /// chain has already blocked.
     pub forbid_reversal: bool,
+    /// Reject a receipt timestamped before the one it follows in its key
+    /// segment. Without this check a thief of a revoked key could backdate
+    /// receipts under the key's compromise time; a segment is all such a
+    /// thief can write into (a boundary needs the successor's signature).
+    pub monotonic_time: bool,
+    /// Also across rotation boundaries (`--strict`). sigild never steps
+    /// back anywhere in a chain; Pipelock allows a new key's first receipt
+    /// to, and its conformance corpus has such a valid chain.
+    pub monotonic_across_rotations: bool,
 }
 
 impl Default for Policy {
@@ -34,6 +43,8 @@ impl Default for Policy {
             max_age: None,
             now: None,
             forbid_reversal: false,
+            monotonic_time: true,
+            monotonic_across_rotations: false,
         }
     }
 }
@@ -44,6 +55,7 @@ impl Policy {
         Policy {
             replay_window: 0,
             forbid_nul: false,
+            monotonic_time: false,
             ..Policy::default()
         }
     }

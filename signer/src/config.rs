@@ -35,11 +35,18 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Client identities and their grants (with TLS).
     pub identities: Vec<crate::auth::Identity>,
-    /// Let SignDigest use the key that signs chains and the directory.
-    /// Off by default: receipts, rotation endorsements and the directory are
-    /// all signatures over 32-byte digests, so signing arbitrary digests with
-    /// that key lets a caller forge them. Create a separate key for digests.
+    /// No longer honoured: `true` is refused at start. Receipts, rotation
+    /// endorsements and the directory are signatures over 32-byte digests,
+    /// so a digest oracle on the chain key would forge them.
     pub sign_digest_with_chain_key: bool,
+    /// Keep revoked versions in the backend (by default they are destroyed
+    /// once the revocation is on every chain, so a stolen token session
+    /// cannot use them any more).
+    pub keep_revoked: bool,
+    /// Seconds between re-signatures of the key directory, so that
+    /// verifiers can refuse a stale one (`sigil verify
+    /// --directory-max-age`, default one day).
+    pub directory_resign_seconds: u64,
     /// Seconds between token liveness checks (which also keep device
     /// sessions from idling out); gRPC health follows the result.
     pub token_check_seconds: u64,
@@ -93,6 +100,8 @@ impl Default for Config {
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
             sign_digest_with_chain_key: false,
+            keep_revoked: false,
+            directory_resign_seconds: 3600,
             tls: None,
             identities: Vec::new(),
         }
@@ -251,6 +260,19 @@ impl Config {
             }
         }
         sigil_keys::KeyId::new(&self.key_name, 1)?;
+        if self.sign_digest_with_chain_key {
+            return Err(Error::Config(
+                "sign_digest_with_chain_key is no longer supported: a digest oracle on the chain \
+                 key forges receipts and the directory. Remove it and create a key for digests \
+                 (sigil keys create NAME)"
+                    .into(),
+            ));
+        }
+        if self.directory_resign_seconds == 0 {
+            return Err(Error::Config(
+                "directory_resign_seconds must be at least 1".into(),
+            ));
+        }
         if self.chains.max_batch == 0 || self.chains.queue_depth == 0 {
             return Err(Error::Config(
                 "chains.max_batch and chains.queue_depth must be at least 1".into(),

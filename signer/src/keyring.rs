@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use sigil_keys::{Backend, KeyError, KeyId};
 use sigil_proto::directory::{
-    endorsement_digest, Directory, DirectorySignature, KeyEntry, KeyState,
+    endorsement_digest, Directory, DirectorySignature, KeyEntry, KeyState, Purpose, Through,
+    USE_DIGEST, USE_MEDIATION,
 };
 use sigil_proto::receipt::SIG_PREFIX;
 use sigil_proto::timestamp;
@@ -35,10 +36,22 @@ struct Record {
     /// Revoked, and the revocation receipts are not on every chain yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     revocation_pending: bool,
+    /// The label namespace the key was generated in (`None`: before
+    /// namespaces, label `sigil.<name>.v<N>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct File {
+    /// This data dir's label namespace, chosen at random on first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    /// Labels whose generation began and was not recorded: only these may
+    /// be adopted from the backend (a crash between generating and
+    /// recording); any other existing label belongs to someone else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    generating: Vec<String>,
     keys: Vec<Record>,
 }
 
@@ -64,6 +77,11 @@ pub struct Revoked {
     pub reason: String,
 }
 
+struct Meta {
+    namespace: String,
+    generating: Vec<String>,
+}
+
 /// Key records in `<data-dir>/keys.json`, over one backend.
 pub struct Keyring {
     path: PathBuf,
@@ -71,6 +89,8 @@ pub struct Keyring {
     /// Key name whose signing version signs the directory.
     directory_key: String,
     records: RwLock<Vec<Record>>,
+    /// Namespace and generation intents, persisted with the records.
+    meta: Mutex<Meta>,
     signatures: Mutex<HashMap<KeyId, u64>>,
     published: RwLock<Directory>,
 }
@@ -83,20 +103,31 @@ impl Keyring {
         directory_key: &str,
     ) -> Result<Self, Error> {
         let path = data_dir.join("keys.json");
-        let records = match std::fs::read_to_string(&path) {
-            Ok(text) => {
-                serde_json::from_str::<File>(&text)
-                    .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?
-                    .keys
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<File>(&text)
+                .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => File::default(),
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
+        let namespace = match file.namespace {
+            Some(ns) => ns,
+            None => {
+                let mut b = [0u8; 4];
+                getrandom::getrandom(&mut b)
+                    .map_err(|e| Error::Unavailable(format!("no randomness from the OS: {e}")))?;
+                hex::encode(b)
+            }
+        };
+        let records = file.keys;
         Ok(Keyring {
             path,
             backend,
             directory_key: directory_key.to_owned(),
             records: RwLock::new(records),
+            meta: Mutex::new(Meta {
+                namespace,
+                generating: file.generating,
+            }),
             signatures: Mutex::new(HashMap::new()),
             published: RwLock::new(Directory::default()),
         })
@@ -153,16 +184,34 @@ impl Keyring {
         version: u32,
         endorser: Option<&ActiveKey>,
     ) -> Result<ActiveKey, Error> {
-        let id = KeyId::new(name, version)?;
-        // A crash between generating and recording leaves the key in the
-        // backend with no record: adopt it rather than fail.
+        let namespace = self.lock_meta()?.namespace.clone();
+        let id = KeyId::new(name, version)?.in_namespace(&namespace)?;
+        let label = id.label();
+        // Adopt an existing object only when this data dir recorded that it
+        // began generating it (a crash before the record); any other is
+        // someone else's key (another sigild on the token) and is refused.
+        let resumed = self.lock_meta()?.generating.contains(&label);
+        if !resumed {
+            self.lock_meta()?.generating.push(label.clone());
+            self.update(|_| {})?;
+        }
         let public = match self.backend.generate(&id) {
             Ok(pk) => pk,
-            Err(KeyError::AlreadyExists { .. }) => self
+            Err(KeyError::AlreadyExists { .. }) if resumed => self
                 .backend
                 .find(&id)?
                 .ok_or_else(|| Error::Internal(format!("{id} exists yet cannot be found")))?,
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                self.lock_meta()?.generating.retain(|l| l != &label);
+                self.update(|_| {})?;
+                return Err(match e {
+                    KeyError::AlreadyExists { .. } => Error::AlreadyExists(format!(
+                        "key: the backend already holds an object labelled {label} that this \
+                         data dir did not generate; refusing to adopt it"
+                    )),
+                    e => e.into(),
+                });
+            }
         };
         if endorser.is_some() {
             crate::failpoint::hit("rotate.generated");
@@ -186,7 +235,9 @@ impl Keyring {
             entry,
             pending: endorser.is_some(),
             revocation_pending: false,
+            namespace: Some(namespace),
         };
+        self.lock_meta()?.generating.retain(|l| l != &label);
         self.update(|records| records.push(record))?;
         tracing::info!(key = %id, public_key = %public.to_hex(), backend = custody.backend, "generated key");
         Ok(ActiveKey {
@@ -203,7 +254,7 @@ impl Keyring {
             .iter()
             .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
             .max_by_key(|r| r.entry.version)
-            .and_then(|r| key_of(&r.entry))
+            .and_then(key_of)
     }
 
     /// The version of `name` with this public key, in any state.
@@ -212,7 +263,18 @@ impl Keyring {
         records
             .iter()
             .find(|r| r.entry.name == name && r.entry.public_key == public_hex)
-            .and_then(|r| key_of(&r.entry))
+            .and_then(key_of)
+    }
+
+    /// True when `public_hex` is a version of the chain key name: such a key
+    /// signs chains, ledgers and the directory, and nothing else.
+    pub fn signs_chains(&self, public_hex: &str) -> bool {
+        self.read()
+            .map(|r| {
+                r.iter()
+                    .any(|r| r.entry.name == self.directory_key && r.entry.public_key == public_hex)
+            })
+            .unwrap_or(true)
     }
 
     /// Key names with a rotation begun and not finished.
@@ -256,8 +318,8 @@ impl Keyring {
                     "key: no active key named {name:?}"
                 )))
             }
-            [.., prev, last] if last.pending => (key_of(&prev.entry), Some(key_of(&last.entry))),
-            [.., last] => (key_of(&last.entry), None),
+            [.., prev, last] if last.pending => (key_of(prev), Some(key_of(last))),
+            [.., last] => (key_of(last), None),
         };
         let next_version = records
             .iter()
@@ -361,12 +423,14 @@ impl Keyring {
         found.ok_or_else(|| Error::NotFound(format!("key: {name} has no version {version}")))
     }
 
-    /// Marks a revocation as written on every chain.
-    pub fn revocation_recorded(&self, key: &KeyId) -> Result<(), Error> {
+    /// Marks a revocation as written on every chain, with where it took
+    /// effect on each chain the version signed.
+    pub fn revocation_recorded(&self, key: &KeyId, through: Vec<Through>) -> Result<(), Error> {
         self.update(|records| {
             for r in records.iter_mut() {
                 if r.entry.name == key.name() && r.entry.version == key.version() {
                     r.revocation_pending = false;
+                    r.entry.through = Some(through.clone());
                 }
             }
         })
@@ -407,7 +471,7 @@ impl Keyring {
             .iter()
             .filter(|r| r.entry.state == KeyState::Active)
             .filter_map(|r| {
-                let key = key_of(&r.entry)?;
+                let key = key_of(r)?;
                 let age = r
                     .entry
                     .activated
@@ -428,7 +492,21 @@ impl Keyring {
     /// Rebuilds and signs the directory: signing versions first, then the
     /// rest, newest first. Blocking (a token signature).
     pub fn publish(&self) -> Result<(), Error> {
-        let mut keys: Vec<KeyEntry> = self.read()?.iter().map(|r| r.entry.clone()).collect();
+        let mut keys: Vec<KeyEntry> = self
+            .read()?
+            .iter()
+            .map(|r| {
+                let mut e = r.entry.clone();
+                if e.name == self.directory_key {
+                    e.purpose = Some(Purpose::Chain);
+                    e.use_ = USE_MEDIATION.into();
+                } else {
+                    e.purpose = Some(Purpose::Digest);
+                    e.use_ = USE_DIGEST.into();
+                }
+                e
+            })
+            .collect();
         keys.sort_by(|a, b| {
             let rank = |k: &KeyEntry| (k.state != KeyState::Active, k.name != self.directory_key);
             (rank(a), &a.name, std::cmp::Reverse(a.version)).cmp(&(
@@ -459,6 +537,12 @@ impl Keyring {
         Ok(())
     }
 
+    fn lock_meta(&self) -> Result<std::sync::MutexGuard<'_, Meta>, Error> {
+        self.meta
+            .lock()
+            .map_err(|_| Error::Internal("key records lock poisoned".into()))
+    }
+
     fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Vec<Record>>, Error> {
         self.records
             .read()
@@ -473,8 +557,16 @@ impl Keyring {
                 .map_err(|_| Error::Internal("key records lock poisoned".into()))?;
             let mut next = records.clone();
             f(&mut next);
-            let text = serde_json::to_vec_pretty(&File { keys: next.clone() })
-                .map_err(|e| Error::Internal(e.to_string()))?;
+            let (namespace, generating) = {
+                let m = self.lock_meta()?;
+                (Some(m.namespace.clone()), m.generating.clone())
+            };
+            let text = serde_json::to_vec_pretty(&File {
+                namespace,
+                generating,
+                keys: next.clone(),
+            })
+            .map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(&self.path, &text)?;
             *records = next;
         }
@@ -482,16 +574,21 @@ impl Keyring {
     }
 }
 
-fn key_of(e: &KeyEntry) -> Option<ActiveKey> {
+fn key_of(r: &Record) -> Option<ActiveKey> {
+    let id = KeyId::new(&r.entry.name, r.entry.version).ok()?;
+    let id = match &r.namespace {
+        Some(ns) => id.in_namespace(ns).ok()?,
+        None => id,
+    };
     Some(ActiveKey {
-        id: KeyId::new(&e.name, e.version).ok()?,
-        public_hex: e.public_key.clone(),
+        id,
+        public_hex: r.entry.public_key.clone(),
     })
 }
 
 fn revoked_of(r: &Record) -> Option<Revoked> {
     Some(Revoked {
-        key: key_of(&r.entry)?,
+        key: key_of(r)?,
         revoked_at: r.entry.revoked.clone()?,
         compromised_since: r.entry.compromised_since.clone()?,
         reason: r.entry.reason.clone().unwrap_or_default(),

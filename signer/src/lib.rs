@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backends;
 pub mod bench;
 pub mod chain;
 pub mod config;

@@ -17,6 +17,7 @@ use crate::failpoint;
 use crate::keyring::{ActiveKey, Keyring, Revoked};
 use crate::registry::Chains;
 use crate::Error;
+use sigil_proto::directory::Through;
 
 /// A completed rotation.
 pub struct Rotated {
@@ -43,6 +44,7 @@ pub struct Lifecycle {
     keyring: Arc<Keyring>,
     chains: Arc<Chains>,
     lock: Mutex<()>,
+    keep_revoked: bool,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -60,7 +62,15 @@ impl Lifecycle {
             keyring,
             chains,
             lock: Mutex::new(()),
+            keep_revoked: false,
         }
+    }
+
+    /// Keeps revoked versions in the backend instead of destroying them
+    /// once their revocation is on every chain.
+    pub fn keep_revoked(mut self, keep: bool) -> Self {
+        self.keep_revoked = keep;
+        self
     }
 
     /// Rotates key name `name` now.
@@ -140,15 +150,42 @@ impl Lifecycle {
 
     async fn record_revocation(&self, revoked: &Revoked) -> Result<Vec<String>, Error> {
         let mut done = Vec::new();
+        let mut through = Vec::new();
         for (chain, h) in self.chains.chains_of_key(revoked.key.id.name()).await {
             let r = revoked.clone();
-            h.call(|reply| Command::RecordRevocation { revoked: r, reply })
+            let written = h
+                .call(|reply| Command::RecordRevocation { revoked: r, reply })
                 .await?;
+            if let Some((seq, receipt_hash)) = written.through {
+                through.push(Through {
+                    chain: chain.clone(),
+                    seq,
+                    receipt_hash,
+                });
+            }
             done.push(chain);
         }
         let (k, id) = (self.keyring.clone(), revoked.key.id.clone());
-        blocking(move || k.revocation_recorded(&id)).await?;
+        blocking(move || k.revocation_recorded(&id, through)).await?;
         tracing::info!(key = %revoked.key.id, chains = done.len(), "revocation recorded");
+        if !self.keep_revoked {
+            // The revocation is durable on every chain and in keys.json:
+            // the key has nothing left to sign, so whoever holds the token
+            // (or a copy of its session) cannot use it either.
+            let (k, id) = (self.keyring.clone(), revoked.key.id.clone());
+            match blocking(move || match k.backend().destroy(&id) {
+                Err(sigil_keys::KeyError::NotFound { .. }) => Ok(()),
+                r => r.map_err(Error::from),
+            })
+            .await
+            {
+                Ok(()) => {
+                    tracing::info!(key = %revoked.key.id, "revoked key destroyed in the backend")
+                }
+                Err(e) => tracing::error!(key = %revoked.key.id, error = %e,
+                    "revoked key could not be destroyed in the backend; remove it by hand"),
+            }
+        }
         Ok(done)
     }
 

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use sigil_signer::config::Config;
 
 /// sigil signing daemon: appends signed, hash-chained Pipelock receipts.
@@ -13,7 +13,7 @@ use sigil_signer::config::Config;
 /// "mediator" in ./sigil-data, gRPC on 127.0.0.1:7700, HTTP (key directory,
 /// health) on 127.0.0.1:7701. Flags override the config file.
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(name = "sigild", version, about, long_about)]
 struct Args {
     /// TOML configuration file (see signer/sigild.example.toml).
     #[arg(long)]
@@ -37,18 +37,46 @@ struct Args {
     /// Log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// Print this man page (roff, sigild.1) to standard output and exit.
+    #[arg(long)]
+    man: bool,
+}
+
+/// `sigild --version`: the version and the key backends compiled in, so
+/// that an operator sees at once whether this build can open their token.
+fn version() -> &'static str {
+    let text = format!(
+        "{} (backends: {})",
+        env!("CARGO_PKG_VERSION"),
+        sigil_signer::backends::COMPILED.join(", ")
+    );
+    // Built once per process, for clap, which wants a static string.
+    Box::leak(text.into_boxed_str())
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::command()
+        .version(version())
+        .try_get_matches()
+        .and_then(|m| <Args as clap::FromArgMatches>::from_arg_matches(&m))
+    {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    if args.man {
+        return print_man();
+    }
     // cryptoki logs every mechanism type it has no name for at ERROR while
     // listing a token's mechanisms: noise, not errors.
     let directives = std::env::var("SIGIL_LOG").unwrap_or_else(|_| "info".into());
     let filter =
         tracing_subscriber::EnvFilter::try_new(format!("{directives},cryptoki::mechanism=off"))
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cryptoki::mechanism=off"));
+    // Colour codes only for a person at a terminal: a log file or journal
+    // gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if args.log_format == "json" {
         logs.json().init();
@@ -107,6 +135,22 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("sigild: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes sigild.1, generated from the flags above, for packaging.
+fn print_man() -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match clap_mangen::Man::new(Args::command())
+        .render(&mut out)
+        .and_then(|()| out.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sigild: writing the man page: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -21,6 +21,20 @@ pub const DAEMON_OWNED: [&str; 7] = [
     "session_control",
 ];
 
+/// The daemon's own record space: what its session, rotation, revocation
+/// and ledger receipts say about themselves. A producer record that looks
+/// like one (a "revocation" appended by a producer) is refused.
+pub mod reserved {
+    /// Target scheme of the daemon's own receipts.
+    pub const TARGET_SCHEME: &str = "sigil://";
+    /// Principals the daemon writes.
+    pub const PRINCIPALS: [&str; 2] = ["sigil", "sigil-admin"];
+    /// The daemon's actor.
+    pub const ACTOR: &str = "sigild";
+    /// Transports of the daemon's own receipts.
+    pub const TRANSPORTS: [&str; 2] = ["receipt_session", "sigil_admin"];
+}
+
 /// Size limits on records.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -71,6 +85,28 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Map<String, Value>, Error> {
                 return bad(format!("record.{name}: required and must not be empty"))
             }
             Some(_) => return bad(format!("record.{name}: must be a string")),
+        }
+    }
+    let field = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("target")
+        .to_ascii_lowercase()
+        .starts_with(reserved::TARGET_SCHEME)
+    {
+        return bad(format!(
+            "record.target: {}... is reserved for sigild's own receipts",
+            reserved::TARGET_SCHEME
+        ));
+    }
+    for (member, values) in [
+        ("principal", &reserved::PRINCIPALS[..]),
+        ("actor", &[reserved::ACTOR][..]),
+        ("transport", &reserved::TRANSPORTS[..]),
+    ] {
+        if values.contains(&field(member)) {
+            return bad(format!(
+                "record.{member}: {:?} is reserved for sigild's own receipts",
+                field(member)
+            ));
         }
     }
     let action_type = record["action_type"].as_str().unwrap_or("");
@@ -226,6 +262,14 @@ mod tests {
                 "record.principal: contains a NUL",
             ),
             (r#""a":1,"a":2"#, "duplicate"),
+            (
+                r#""principal":"sigil-admin""#,
+                "record.principal: \"sigil-admin\" is reserved",
+            ),
+            (
+                r#""actor":"sigild""#,
+                "record.actor: \"sigild\" is reserved",
+            ),
         ];
         for (member, want) in extra {
             let record = format!("{{{BASE},{member}}}");
@@ -236,6 +280,25 @@ mod tests {
             "t".repeat(20_000)
         );
         assert!(err(&big).contains("record.target: 20000 bytes"));
+        for (target, transport, want) in [
+            (
+                "sigil://keys/mediator.v1/revoke",
+                "x",
+                "record.target: sigil://",
+            ),
+            ("SIGIL://session/open", "x", "record.target: sigil://"),
+            (
+                "https://x",
+                "sigil_admin",
+                "record.transport: \"sigil_admin\"",
+            ),
+            ("https://x", "receipt_session", "record.transport"),
+        ] {
+            let r = format!(
+                r#"{{"action_type":"read","target":"{target}","verdict":"v","transport":"{transport}"}}"#
+            );
+            assert!(err(&r).contains(want), "{r}: {}", err(&r));
+        }
         let huge = format!(
             r#"{{"action_type":"read","target":"t","verdict":"v","transport":"x","intent":"{}"}}"#,
             "i".repeat(70_000)

@@ -44,7 +44,7 @@ pub fn ledger_name(key: &str) -> String {
 }
 
 impl Chains {
-    /// Chains stored under `dir`, signed by `default_key` unless a ledger.
+    /// Chains stored under `dir`, all signed by `default_key`.
     pub fn new(
         dir: PathBuf,
         keyring: Arc<Keyring>,
@@ -75,7 +75,7 @@ impl Chains {
 
     /// The ledger chain of `key`.
     pub async fn ledger(&self, key: &str) -> Result<ChainHandle, Error> {
-        self.get(&ledger_name(key), key).await
+        self.get(&ledger_name(key), &self.default_key).await
     }
 
     async fn get(&self, name: &str, key: &str) -> Result<ChainHandle, Error> {
@@ -135,14 +135,8 @@ impl Chains {
         }
         names.sort();
         for name in &names {
-            let key = match name
-                .strip_prefix(RESERVED_PREFIX)
-                .and_then(|r| r.strip_prefix("ledger."))
-            {
-                Some(k) => k.to_owned(),
-                None => self.default_key.clone(),
-            };
-            let h = self.get(name, &key).await?;
+            // Every chain, ledgers included, is signed by the chain key.
+            let h = self.get(name, &self.default_key.clone()).await?;
             let (tx, rx) = oneshot::channel();
             h.send(Command::Open { reply: tx }).await?;
             rx.await

@@ -7,10 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::io::AsRawFd;
 use std::sync::Arc;
 
-use sigil_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
-use sigil_keys::software::SoftwareBackend;
-use sigil_keys::yubihsm::{YubiHsmBackend, YubiHsmConfig, YubiHsmConnection};
-use sigil_keys::{Backend, SecretSource};
+use sigil_keys::Backend;
 use sigil_proto::v1::key_admin_server::KeyAdminServer;
 use sigil_proto::v1::receipts_server::ReceiptsServer;
 use tokio::net::TcpListener;
@@ -18,114 +15,14 @@ use tonic::transport::server::TcpIncoming;
 
 use crate::admin::AdminService;
 use crate::auth::Auth;
-use crate::config::{BackendConfig, Config};
+pub use crate::backends::open_backend;
+use crate::config::Config;
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
 use crate::ratelimit::RateLimit;
 use crate::registry::Chains;
 use crate::service::ReceiptService;
 use crate::Error;
-
-/// Opens the configured key backend. Blocking: tokens are opened and
-/// logged in to here, so a wrong PIN or a missing module stops the start.
-pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
-    match &config.backend {
-        BackendConfig::Software { seed_dir } => {
-            let dir = seed_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("seeds"));
-            Ok(Arc::new(SoftwareBackend::open(dir)?))
-        }
-        BackendConfig::Pkcs11 { uri, sessions } => {
-            let mut cfg = Pkcs11Config::from_uri(uri)?;
-            if let Some(n) = sessions {
-                cfg.sessions = *n;
-            }
-            Ok(Arc::new(Pkcs11Backend::open(&cfg)?))
-        }
-        BackendConfig::Yubihsm {
-            connector,
-            auth_key_id,
-            password,
-            domain,
-            timeout_ms,
-        } => {
-            let cfg = YubiHsmConfig {
-                connection: yubihsm_connection(connector, *timeout_ms)?,
-                auth_key_id: *auth_key_id,
-                password: SecretSource::parse(password, "yubihsm")?,
-                domain: *domain,
-            };
-            Ok(Arc::new(YubiHsmBackend::open(&cfg)?))
-        }
-        BackendConfig::Tpm { tcti, dir, auth } => open_tpm(config, tcti, dir, auth),
-    }
-}
-
-/// `http://HOST:PORT` (yubihsm-connector), or `usb` / `usb:SERIAL` when
-/// built with the `yubihsm-usb` feature.
-fn yubihsm_connection(connector: &str, timeout_ms: u64) -> Result<YubiHsmConnection, Error> {
-    let bad = || {
-        Error::Config(format!(
-            "backend.connector {connector:?} must be http://HOST:PORT, usb or usb:SERIAL"
-        ))
-    };
-    if let Some(rest) = connector.strip_prefix("http://") {
-        let (addr, port) = rest
-            .trim_end_matches('/')
-            .rsplit_once(':')
-            .ok_or_else(bad)?;
-        return Ok(YubiHsmConnection::Http {
-            addr: addr.to_owned(),
-            port: port.parse().map_err(|_| bad())?,
-            timeout_ms,
-        });
-    }
-    if connector == "usb" || connector.starts_with("usb:") {
-        #[cfg(feature = "yubihsm-usb")]
-        return Ok(YubiHsmConnection::Usb {
-            serial: connector.strip_prefix("usb:").map(str::to_owned),
-        });
-        #[cfg(not(feature = "yubihsm-usb"))]
-        return Err(Error::Config(
-            "this sigild was built without USB YubiHSM support; rebuild with --features yubihsm-usb, \
-             or run yubihsm-connector and use http://HOST:PORT"
-                .into(),
-        ));
-    }
-    Err(bad())
-}
-
-#[cfg(feature = "tpm")]
-fn open_tpm(
-    config: &Config,
-    tcti: &str,
-    dir: &Option<std::path::PathBuf>,
-    auth: &Option<String>,
-) -> Result<Arc<dyn Backend>, Error> {
-    use sigil_keys::tpm::{TpmBackend, TpmConfig};
-    let cfg = TpmConfig {
-        tcti: tcti.to_owned(),
-        dir: dir.clone().unwrap_or_else(|| config.data_dir.join("tpm")),
-        auth: auth
-            .as_deref()
-            .map(|a| SecretSource::parse(a, "tpm"))
-            .transpose()?,
-    };
-    Ok(Arc::new(TpmBackend::open(&cfg)?))
-}
-
-#[cfg(not(feature = "tpm"))]
-fn open_tpm(
-    _: &Config,
-    _: &str,
-    _: &Option<std::path::PathBuf>,
-    _: &Option<String>,
-) -> Result<Arc<dyn Backend>, Error> {
-    Err(Error::Config(
-        "this sigild was built without the tpm feature; rebuild with --features tpm".into(),
-    ))
-}
 
 /// Takes an exclusive lock on the data dir, so two daemons never append to
 /// the same chain files. Held until the returned file is dropped.
@@ -200,7 +97,12 @@ pub async fn run_with_backend(
     ));
     let resumed = chains.resume_all().await?;
     tracing::info!(chains = resumed, "chains resumed");
-    let lifecycle = Arc::new(Lifecycle::new(keyring.clone(), chains.clone()));
+    let lifecycle =
+        Arc::new(Lifecycle::new(keyring.clone(), chains.clone()).keep_revoked(config.keep_revoked));
+    spawn_directory_resign(
+        keyring.clone(),
+        std::time::Duration::from_secs(config.directory_resign_seconds),
+    );
     lifecycle.resume().await?;
     let r = &config.rotation;
     lifecycle.clone().spawn_schedule(
@@ -225,16 +127,13 @@ pub async fn run_with_backend(
 
     let auth = Auth::new(config.tls.is_some(), config.identities.clone());
     let rate = RateLimit::new(config.limits.rate_per_second, config.limits.burst);
-    let mut service = ReceiptService::new(
+    let service = ReceiptService::new(
         chains.clone(),
         keyring.clone(),
         config.record_limits(),
         auth.clone(),
         rate,
     );
-    if !config.sign_digest_with_chain_key {
-        service = service.protect_chain_key(&config.key_name);
-    }
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ReceiptsServer<ReceiptService>>()
@@ -244,9 +143,16 @@ pub async fn run_with_backend(
         health_reporter,
         std::time::Duration::from_secs(config.token_check_seconds.max(1)),
     );
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(sigil_proto::v1::FILE_DESCRIPTOR_SET)
+    // Both reflection versions: grpcurl before 1.9 speaks only v1alpha.
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sigil_proto::v1::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
         .build_v1()
+        .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let max = config.limits.max_message_bytes;
     let admin = KeyAdminServer::new(AdminService::new(
@@ -265,6 +171,7 @@ pub async fn run_with_backend(
         grpc_builder(&config)?
             .add_service(health)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(receipts)
             .add_service(admin)
             .serve_with_incoming_shutdown(
@@ -363,41 +270,22 @@ fn grpc_builder(config: &Config) -> Result<tonic::transport::Server, Error> {
         .map_err(|e| Error::Config(format!("TLS: {e}")))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yubihsm_connectors_parse_or_say_what_is_wrong() {
-        match yubihsm_connection("http://10.0.0.5:12345", 900).unwrap() {
-            YubiHsmConnection::Http {
-                addr,
-                port,
-                timeout_ms,
-            } => {
-                assert_eq!((addr.as_str(), port, timeout_ms), ("10.0.0.5", 12345, 900));
+/// Re-signs the directory every `every`, so that a fresh `signed_at` is
+/// always available and verifiers can refuse a stale copy (one that may
+/// predate a revocation).
+fn spawn_directory_resign(keyring: Arc<Keyring>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let k = keyring.clone();
+            match tokio::task::spawn_blocking(move || k.publish()).await {
+                Ok(Ok(())) => tracing::debug!("directory re-signed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "directory not re-signed; will retry"),
+                Err(e) => tracing::warn!(error = %e, "directory re-sign task failed"),
             }
-            #[allow(unreachable_patterns)]
-            other => panic!("{other:?}"),
         }
-        for bad in [
-            "10.0.0.5:12345",
-            "http://host",
-            "http://host:port",
-            "ftp://x:1",
-        ] {
-            assert!(
-                yubihsm_connection(bad, 1)
-                    .unwrap_err()
-                    .to_string()
-                    .contains("http://HOST:PORT"),
-                "{bad}"
-            );
-        }
-        #[cfg(not(feature = "yubihsm-usb"))]
-        assert!(yubihsm_connection("usb:123", 1)
-            .unwrap_err()
-            .to_string()
-            .contains("yubihsm-usb"));
-    }
+    });
 }

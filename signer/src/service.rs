@@ -32,9 +32,6 @@ pub struct ReceiptService {
     limits: Limits,
     auth: Auth,
     rate: Arc<RateLimit>,
-    /// The key of producer chains and the directory, which SignDigest
-    /// refuses unless allowed.
-    chain_key: Option<String>,
 }
 
 impl ReceiptService {
@@ -52,15 +49,7 @@ impl ReceiptService {
             limits,
             auth,
             rate: Arc::new(rate),
-            chain_key: None,
         }
-    }
-
-    /// Refuses SignDigest with `key`, the key that signs chains and the
-    /// directory (see `sign_digest_with_chain_key`).
-    pub fn protect_chain_key(mut self, key: &str) -> Self {
-        self.chain_key = Some(key.to_owned());
-        self
     }
 
     /// Checks a request and queues it on its chain; the receiver yields the
@@ -200,15 +189,6 @@ impl Receipts for ReceiptService {
         let caller = self.auth.caller(&request)?;
         let req = request.into_inner();
         caller.may_sign(&req.key)?;
-        if self.chain_key.as_deref() == Some(req.key.as_str()) {
-            return Err(Error::PermissionDenied(format!(
-                "key: {:?} signs chains and the key directory; signing arbitrary digests with it \
-                 would let a caller forge receipts and rotation endorsements. Create a key for \
-                 digests (sigil keys create NAME) or set sign_digest_with_chain_key = true",
-                req.key
-            ))
-            .into());
-        }
         self.rate.take(&caller.id)?;
         let digest: [u8; 32] = req.digest.as_slice().try_into().map_err(|_| {
             Error::InvalidArgument(format!(
@@ -216,13 +196,27 @@ impl Receipts for ReceiptService {
                 req.digest.len()
             ))
         })?;
-        if self.keyring.signing_key(&req.key).is_none() {
+        let Some(key) = self.keyring.signing_key(&req.key) else {
             return Err(Error::NotFound(format!("key: no active key named {:?}", req.key)).into());
+        };
+        // Receipts, rotation endorsements and the directory are Ed25519
+        // over 32-byte digests: a digest oracle on a key that signs them
+        // would forge them. Refused by name and by public key, so that no
+        // label or record mix-up can get around it.
+        if req.key == self.chains.default_key() || self.keyring.signs_chains(&key.public_hex) {
+            return Err(Error::PermissionDenied(format!(
+                "key: {:?} signs chains, ledgers and the key directory; signing caller-chosen \
+                 digests with it would let a caller forge receipts. Create a key for digests \
+                 (sigil keys create NAME)",
+                req.key
+            ))
+            .into());
         }
         let ledger = self.chains.ledger(&req.key).await?;
         let (tx, rx) = oneshot::channel();
         ledger
             .send(Command::SignDigest {
+                key,
                 digest,
                 principal: caller.id.clone(),
                 reply: tx,

@@ -82,9 +82,6 @@ async fn each_role_boundary_is_refused_and_changes_nothing() {
         &config,
         format!(
             r#"
-# This test is about grants, not the chain-key policy.
-sign_digest_with_chain_key = true
-
 [tls]
 cert = "{d}/server.crt"
 key = "{d}/server.key"
@@ -94,7 +91,7 @@ client_ca = "{d}/ca.crt"
 id = "spiffe://test/producer"
 roles = ["producer"]
 chains = ["p-*"]
-keys = ["mediator"]
+keys = ["digests"]
 
 [[identities]]
 id = "admin.test"
@@ -112,12 +109,15 @@ roles = ["reader"]
     let daemon = Daemon::start(&data, &["--config", config.to_str().unwrap()]);
     let endpoint = daemon.endpoint.replace("http://", "https://");
 
-    // The producer appends to its chains and signs with its key.
+    // The admin makes a digest key; the producer appends to its chains and
+    // signs with that key.
+    let mut admin = client(&endpoint, d, Some("admin")).await.unwrap();
+    admin.create_key("digests").await.unwrap();
     let mut producer = client(&endpoint, d, Some("producer")).await.unwrap();
     for i in 0..3 {
         producer.append("p-1", &record(i)).await.unwrap();
     }
-    producer.sign_digest("mediator", &[1u8; 32]).await.unwrap();
+    producer.sign_digest("digests", &[1u8; 32]).await.unwrap();
     let chain = std::fs::read(daemon.chain_path("p-1")).unwrap();
     let keys = std::fs::read(data.join("keys.json")).unwrap();
 
@@ -151,7 +151,6 @@ roles = ["reader"]
     assert_eq!(code(reader.rotate_key("").await), Code::PermissionDenied);
 
     // The admin manages keys but appends nothing.
-    let mut admin = client(&endpoint, d, Some("admin")).await.unwrap();
     assert_eq!(
         code(admin.append("p-1", &record(11)).await),
         Code::PermissionDenied

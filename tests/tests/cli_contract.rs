@@ -183,8 +183,11 @@ fn sign_digest_signs_the_32_bytes_and_records_them_on_the_ledger() {
     assert_eq!(r["action_record"]["chain_seq"], seq);
     let target = r["action_record"]["target"].as_str().unwrap();
     assert!(target.contains(&hex64), "ledger target {target:?}");
-    let key = v["signer_key"].as_str().unwrap();
-    let (ok, out) = pipelock_verify(&ledger, key, "sigil.ledger.digests", &[]);
+    // The ledger is signed by the chain key, never by the digest key it
+    // records: a key that signs caller-chosen digests vouches for nothing.
+    assert_ne!(r["signer_key"], v["signer_key"]);
+    assert_eq!(r["signer_key"].as_str().unwrap(), daemon.active_key());
+    let (ok, out) = pipelock_verify(&ledger, &daemon.active_key(), "sigil.ledger.digests", &[]);
     assert!(ok, "{out}");
 
     // A digest that is not 64 hex characters is a usage error.

@@ -170,7 +170,7 @@ async fn a_directory_not_descending_from_the_pinned_root_is_refused() {
     );
     assert_eq!(code, 2, "{msg}");
     assert!(
-        msg.contains("does not descend from the pinned key"),
+        msg.contains("only the newest version of the lineage, imported.v1, may sign it"),
         "{msg}"
     );
 

@@ -1,6 +1,7 @@
 //! sigild with its key in a PKCS#11 token (SoftHSM2): chains that
 //! pipelock-verify accepts, the key found again after a restart, and token
 //! sessions dropped under load.
+#![cfg(feature = "pkcs11")]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};

@@ -1,6 +1,7 @@
 //! sigild with its seed sealed by a TPM 2.0 (swtpm): chains pipelock-verify
 //! accepts, the same key after a restart on the same TPM state, and a clear
 //! refusal on another TPM.
+#![cfg(feature = "tpm")]
 
 use sigil_tests::tokens::Swtpm;
 use sigil_tests::{append_many, directory_keys, pipelock_verify, Daemon};

@@ -1,5 +1,6 @@
 //! gRPC health follows the token: NOT_SERVING while the TPM is gone,
 //! SERVING again when it is back, without a restart.
+#![cfg(feature = "tpm")]
 
 use std::time::Duration;
 

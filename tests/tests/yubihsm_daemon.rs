@@ -1,6 +1,7 @@
 //! sigild with its key in a YubiHSM 2, here the yubihsm crate's MockHsm
 //! (in process: the mock lives in the connector): chains pipelock-verify
 //! accepts and a directory entry that says where the key is.
+#![cfg(feature = "yubihsm")]
 
 use std::sync::Arc;
 

@@ -79,21 +79,34 @@ impl Receipt {
 
 /// Parses one JSON document: a bare receipt or a flight-recorder entry.
 pub fn parse_entry(text: &str) -> Result<Entry, Error> {
+    entry(text, false)
+}
+
+/// `wrapped`: `text` is the detail of an `action_receipt` recorder entry,
+/// where only a bare receipt may stand (pipelock-verify refuses a receipt
+/// wrapped twice, and so does sigil).
+fn entry(text: &str, wrapped: bool) -> Result<Entry, Error> {
     let value = json::parse(text).map_err(Error::Json)?;
     let obj = value
         .as_object()
         .ok_or_else(|| Error::Json("a receipt must be a JSON object".into()))?;
     if obj.contains_key("type") && obj.contains_key("detail") {
+        if wrapped {
+            return Err(Error::Format(FormatError::new(
+                "detail",
+                "a recorder entry inside a recorder entry: a receipt is wrapped at most once",
+            )));
+        }
         let kind = obj["type"].as_str().unwrap_or("").to_owned();
         if kind != "action_receipt" {
             let detail = obj["detail"].as_object().map(|d| Value::Object(d.clone()));
             return Ok(Entry::Other { kind, detail });
         }
         return match &obj["detail"] {
-            Value::String(inner) => parse_entry(inner),
+            Value::String(inner) => entry(inner, true),
             Value::Object(_) => {
                 let raw = raw_members(text)?;
-                parse_entry(raw["detail"].get())
+                entry(raw["detail"].get(), true)
             }
             _ => Err(Error::Json(
                 "recorder entry detail must be an object or a string".into(),

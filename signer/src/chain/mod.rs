@@ -85,6 +85,16 @@ pub struct DigestSigned {
     pub ledger: Appended,
 }
 
+/// A revocation receipt, and where the revocation takes effect on the chain.
+#[derive(Clone, Debug)]
+pub struct RevocationWritten {
+    /// The revocation receipt.
+    pub receipt: Appended,
+    /// The revoked key's last receipt on this chain, (seq, hash): `None`
+    /// when it never signed here.
+    pub through: Option<(u64, String)>,
+}
+
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// What a chain task is asked to do.
@@ -96,8 +106,12 @@ pub enum Command {
         /// Where the receipt goes.
         reply: Reply<Appended>,
     },
-    /// Sign a digest with the chain's key and record it (ledger chains).
+    /// Sign a digest with a digest key and record it, signed by the chain's
+    /// key (ledger chains): a key that signs caller-chosen digests never
+    /// signs a chain.
     SignDigest {
+        /// The digest key's signing version.
+        key: ActiveKey,
         /// The 32-byte digest.
         digest: [u8; 32],
         /// Who asked.
@@ -121,7 +135,7 @@ pub enum Command {
         /// The revocation.
         revoked: Revoked,
         /// Done.
-        reply: Reply<Appended>,
+        reply: Reply<RevocationWritten>,
     },
     /// End the run with a session_close and stop the task.
     Close {
@@ -176,6 +190,9 @@ pub fn spawn(
     ChainHandle { tx }
 }
 
+/// Ledger chains: `sigil.ledger.<digest key>`.
+const LEDGER_PREFIX: &str = "sigil.ledger.";
+
 struct Ctx {
     name: String,
     path: PathBuf,
@@ -194,6 +211,7 @@ enum Outcome {
     Signed(Reply<DigestSigned>, Result<DigestSigned, Error>),
     Done(Reply<()>, Result<(), Error>),
     Key(Reply<ActiveKey>, Result<ActiveKey, Error>),
+    Revoked(Reply<RevocationWritten>, Result<RevocationWritten, Error>),
 }
 
 impl Outcome {
@@ -203,6 +221,7 @@ impl Outcome {
             Outcome::Signed(tx, r) => drop(tx.send(r)),
             Outcome::Done(tx, r) => drop(tx.send(r)),
             Outcome::Key(tx, r) => drop(tx.send(r)),
+            Outcome::Revoked(tx, r) => drop(tx.send(r)),
         }
     }
 
@@ -212,6 +231,7 @@ impl Outcome {
             Outcome::Signed(tx, _) => Outcome::Signed(tx, Err(e)),
             Outcome::Done(tx, _) => Outcome::Done(tx, Err(e)),
             Outcome::Key(tx, _) => Outcome::Key(tx, Err(e)),
+            Outcome::Revoked(tx, _) => Outcome::Revoked(tx, Err(e)),
         }
     }
 }
@@ -220,7 +240,7 @@ fn fail(cmd: Command, e: Error) -> Outcome {
     match cmd {
         Command::Append { reply, .. } => Outcome::Appended(reply, Err(e)),
         Command::SignDigest { reply, .. } => Outcome::Signed(reply, Err(e)),
-        Command::RecordRevocation { reply, .. } => Outcome::Appended(reply, Err(e)),
+        Command::RecordRevocation { reply, .. } => Outcome::Revoked(reply, Err(e)),
         Command::Rotate { reply } => Outcome::Key(reply, Err(e)),
         Command::Open { reply } | Command::Close { reply, .. } => Outcome::Done(reply, Err(e)),
     }
@@ -366,20 +386,20 @@ impl Ctx {
                     }
                 }
                 Some(Command::SignDigest {
+                    key,
                     digest,
                     principal,
                     reply,
                 }) => {
                     let r = self
                         .backend()
-                        .sign(&t.key.id, &digest)
+                        .sign(&key.id, &digest)
                         .map_err(Error::from)
                         .and_then(|sig| {
-                            let key = t.key.clone();
                             let ledger = seal::seal(
                                 self.backend(),
                                 t,
-                                seal::sign_digest_record(&digest, &principal),
+                                seal::sign_digest_record(&digest, &key, &principal),
                                 None,
                             )?;
                             Ok(DigestSigned {
@@ -398,17 +418,22 @@ impl Ctx {
                     }
                 }
                 Some(Command::RecordRevocation { revoked, reply }) => {
+                    let through = t.ended.get(&revoked.key.public_hex).cloned();
                     match seal::seal(
                         self.backend(),
                         t,
-                        seal::revocation_record(&revoked, &self.settings),
+                        seal::revocation_record(&revoked, through.as_ref(), &self.settings),
                         None,
                     ) {
                         Ok(a) => {
                             push(&mut buf, &a.line);
-                            pending.push(Outcome::Appended(reply, Ok(a)));
+                            let w = RevocationWritten {
+                                receipt: a,
+                                through,
+                            };
+                            pending.push(Outcome::Revoked(reply, Ok(w)));
                         }
-                        Err(e) => outcomes.push(Outcome::Appended(reply, Err(e))),
+                        Err(e) => outcomes.push(Outcome::Revoked(reply, Err(e))),
                     }
                 }
                 Some(Command::Rotate { reply }) => {
@@ -539,10 +564,27 @@ impl Ctx {
         if rec.cut > 0 {
             tracing::warn!(chain = %self.name, bytes = rec.cut, "cut a torn last line (never acknowledged)");
         }
-        let scanned = tail::scan(&rec.lines, window, |pk| {
+        let scanned = match tail::scan(&rec.lines, window, |pk| {
             self.keyring.version_with(&self.key_name, pk)
-        })
-        .map_err(|e| Error::Corrupt(format!("{}: {e}", self.path.display())))?;
+        }) {
+            Ok(s) => s,
+            Err(tail::ScanError::ForeignKey(e)) if self.name.starts_with(LEDGER_PREFIX) => {
+                // An older sigild signed ledgers with the digest key itself;
+                // a digest key vouches for nothing, so that ledger is kept
+                // aside as it is and a new one starts under the chain key.
+                let aside = self.path.with_extension(format!(
+                    "jsonl.digest-signed-{}",
+                    time::OffsetDateTime::now_utc().unix_timestamp()
+                ));
+                drop(rec);
+                std::fs::rename(&self.path, &aside)
+                    .map_err(|e| Error::io(format!("moving {} aside", self.path.display()), e))?;
+                tracing::warn!(chain = %self.name, kept = %aside.display(), reason = %e,
+                    "ledger signed by its digest key moved aside; a new ledger starts");
+                return self.open();
+            }
+            Err(e) => return Err(Error::Corrupt(format!("{}: {e}", self.path.display()))),
+        };
         let mut file = rec.file;
         if scanned.keep_bytes < file.len() {
             tracing::warn!(chain = %self.name, "cut a rotation endorsement whose boundary was never written");

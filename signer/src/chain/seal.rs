@@ -14,6 +14,7 @@ use sigil_proto::timestamp;
 use super::tail::Tail;
 use super::{Appended, Settings};
 use crate::keyring::{ActiveKey, Revoked};
+use crate::record::reserved;
 use crate::Error;
 
 /// Builds the receipt at `seq` from `ar`, signs it with the tail's key and
@@ -26,7 +27,8 @@ pub fn seal_at(
     seq: u64,
 ) -> Result<Appended, Error> {
     ar.insert("version".into(), json!(1));
-    ar.insert("timestamp".into(), json!(timestamp::now()));
+    let at = tail.next_time();
+    ar.insert("timestamp".into(), json!(timestamp::format(at)));
     if !ar.contains_key("action_id") {
         ar.insert("action_id".into(), json!(uuid::Uuid::now_v7().to_string()));
     }
@@ -75,6 +77,7 @@ pub fn seal_at(
     tail.remember(id, phase);
     tail.seq = seq;
     tail.hash = hash.clone();
+    tail.last_time = Some(at);
     tail.segment_count += 1;
     Ok(Appended { seq, hash, line })
 }
@@ -94,14 +97,14 @@ pub fn seal(
 pub fn daemon_record(target: String, settings: &Settings) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("action_type".into(), json!("unclassified"));
-    m.insert("principal".into(), json!("sigil"));
-    m.insert("actor".into(), json!("sigild"));
+    m.insert("principal".into(), json!(reserved::PRINCIPALS[0]));
+    m.insert("actor".into(), json!(reserved::ACTOR));
     m.insert("target".into(), json!(target));
     m.insert("side_effect_class".into(), json!("none"));
     m.insert("reversibility".into(), json!("unknown"));
     m.insert("policy_hash".into(), json!(settings.policy_hash));
     m.insert("verdict".into(), json!("allow"));
-    m.insert("transport".into(), json!("receipt_session"));
+    m.insert("transport".into(), json!(reserved::TRANSPORTS[0]));
     m
 }
 
@@ -149,7 +152,8 @@ pub fn rotation(
     settings: &Settings,
 ) -> Result<(String, Appended), Error> {
     let old = tail.key.clone();
-    let rotated_at = timestamp::now();
+    let prior = (tail.seq, tail.hash.clone());
+    let rotated_at = timestamp::format(tail.next_time());
     let mut e = Endorsement {
         session_id: chain.to_owned(),
         prior_signer_key: old.public_hex.clone(),
@@ -197,7 +201,10 @@ pub fn rotation(
     tail.segment_count = 0;
     tail.beat = 0;
     match seal_at(backend, tail, record, Some(open.control()), 0) {
-        Ok(a) => Ok((entry, a)),
+        Ok(a) => {
+            tail.ended.insert(old.public_hex, prior);
+            Ok((entry, a))
+        }
         Err(err) => {
             (
                 tail.key,
@@ -212,28 +219,42 @@ pub fn rotation(
 }
 
 /// The receipt recording a key revocation.
-pub fn revocation_record(r: &Revoked, settings: &Settings) -> Map<String, Value> {
+pub fn revocation_record(
+    r: &Revoked,
+    through: Option<&(u64, String)>,
+    settings: &Settings,
+) -> Map<String, Value> {
     let mut m = daemon_record(format!("sigil://keys/{}/revoke", r.key.id), settings);
-    m.insert("principal".into(), json!("sigil-admin"));
+    m.insert("principal".into(), json!(reserved::PRINCIPALS[1]));
+    let position = match through {
+        Some((seq, hash)) => format!(
+            "its last trusted receipt here is chain_seq {seq} of its segment, receipt hash {hash}"
+        ),
+        None => "it signed nothing on this chain".into(),
+    };
     m.insert(
         "intent".into(),
         json!(format!(
-            "revoke key {} ({}) at {}: compromised since {}; reason: {}",
+            "revoke key {} ({}) at {}: compromised since {}; reason: {}; {position}",
             r.key.id, r.key.public_hex, r.revoked_at, r.compromised_since, r.reason
         )),
     );
     m.insert("verdict".into(), json!("revoked"));
-    m.insert("transport".into(), json!("sigil_admin"));
+    m.insert("transport".into(), json!(reserved::TRANSPORTS[1]));
     m.insert("reversibility".into(), json!("irreversible"));
     m
 }
 
 /// The receipt recording a SignDigest.
-pub fn sign_digest_record(digest: &[u8; 32], principal: &str) -> Map<String, Value> {
+pub fn sign_digest_record(
+    digest: &[u8; 32],
+    key: &ActiveKey,
+    principal: &str,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("action_type".into(), json!("unclassified"));
     m.insert("principal".into(), json!(principal));
-    m.insert("actor".into(), json!("sigild"));
+    m.insert("actor".into(), json!(reserved::ACTOR));
     m.insert(
         "target".into(),
         json!(format!(
@@ -241,7 +262,10 @@ pub fn sign_digest_record(digest: &[u8; 32], principal: &str) -> Map<String, Val
             hex::encode(digest)
         )),
     );
-    m.insert("intent".into(), json!("sign-digest"));
+    m.insert(
+        "intent".into(),
+        json!(format!("sign-digest with {} ({})", key.id, key.public_hex)),
+    );
     m.insert("side_effect_class".into(), json!("none"));
     m.insert("reversibility".into(), json!("unknown"));
     m.insert("verdict".into(), json!("allow"));
