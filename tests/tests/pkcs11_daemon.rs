@@ -191,3 +191,35 @@ async fn sessions_closed_under_load_end_in_retried_success_or_unavailable_and_lo
         assert!(ok, "{chain}: {out}");
     }
 }
+
+/// Two daemons on one token: each generates its own chain and digest keys
+/// (labels are namespaced per data dir), so B's SignDigest never signs with
+/// A's key, and B's chains verify only against B's root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_on_one_token_never_share_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(dir.path(), "sigil-shared");
+    let config = hsm.config(dir.path(), 2);
+    let conf = hsm.conf.to_str().unwrap().to_owned();
+    let env = [("SOFTHSM2_CONF", conf.as_str())];
+    let args = ["--config", config.to_str().unwrap()];
+    let a = Daemon::try_start_env(&dir.path().join("a"), &args, &env).unwrap();
+    let b = Daemon::try_start_env(&dir.path().join("b"), &args, &env).unwrap();
+    let (root_a, root_b) = (a.active_key(), b.active_key());
+    assert_ne!(root_a, root_b, "B adopted A's chain key");
+
+    let mut ca = sigil_client::Client::connect(&a.endpoint).await.unwrap();
+    let mut cb = sigil_client::Client::connect(&b.endpoint).await.unwrap();
+    let da = ca.create_key("digests").await.unwrap().public_key;
+    let db = cb.create_key("digests").await.unwrap().public_key;
+    assert_ne!(da, db, "B's keys create adopted A's digest key");
+    let signed = cb.sign_digest("digests", &[3u8; 32]).await.unwrap();
+    assert_eq!(signed.signer_key, db);
+
+    append_many(&b.endpoint, &["p-b"], 5, 1).await;
+    let chain = b.chain_path("p-b");
+    let ok = sigil(&["verify", "chain", chain.to_str().unwrap(), "--key", &root_b]);
+    assert!(ok.status.success(), "{ok:?}");
+    let wrong = sigil(&["verify", "chain", chain.to_str().unwrap(), "--key", &root_a]);
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+}
