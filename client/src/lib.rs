@@ -166,6 +166,9 @@ fn unreachable_reason(e: &tonic::transport::Error) -> Option<String> {
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 ErrorKind::ConnectionRefused => Some("connection refused".into()),
+                // An admin socket that is not there, or not ours to use.
+                ErrorKind::NotFound => Some("no such socket".into()),
+                ErrorKind::PermissionDenied => Some("permission denied".into()),
                 ErrorKind::TimedOut
                 | ErrorKind::HostUnreachable
                 | ErrorKind::NetworkUnreachable
@@ -176,6 +179,21 @@ fn unreachable_reason(e: &tonic::transport::Error) -> Option<String> {
         next = err.source();
     }
     None
+}
+
+/// Why a connection failed: nothing there (`Unreachable`, with a hint to
+/// start sigild), or something else (`Connect`, with the cause chain).
+fn connect_error(endpoint: &str, source: tonic::transport::Error) -> ClientError {
+    match unreachable_reason(&source) {
+        Some(reason) => ClientError::Unreachable {
+            endpoint: endpoint.to_owned(),
+            reason,
+        },
+        None => ClientError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        },
+    }
 }
 
 /// Whether `endpoint` is https; refuses what is neither `http://HOST[:PORT]`
@@ -225,16 +243,30 @@ impl Client {
         let channel = ep
             .connect()
             .await
-            .map_err(|source| match unreachable_reason(&source) {
-                Some(reason) => ClientError::Unreachable {
-                    endpoint: endpoint.to_owned(),
-                    reason,
-                },
-                None => ClientError::Connect {
-                    endpoint: endpoint.to_owned(),
-                    source,
-                },
-            })?;
+            .map_err(|e| connect_error(endpoint, e))?;
+        Ok(Client {
+            receipts: ReceiptsClient::new(channel.clone()),
+            admin: KeyAdminClient::new(channel),
+        })
+    }
+
+    /// Connects to sigild's admin socket (`<data-dir>/admin.sock`), where
+    /// KeyAdmin answers without TLS; the daemon checks the caller's uid.
+    pub async fn connect_admin_socket(path: &std::path::Path) -> Result<Self, ClientError> {
+        let shown = format!("unix:{}", path.display());
+        let socket = path.to_owned();
+        // The URI is not used: every connection goes to the socket.
+        let channel = Endpoint::from_static("http://admin.sock")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let socket = socket.clone();
+                async move {
+                    tokio::net::UnixStream::connect(socket)
+                        .await
+                        .map(hyper_util::rt::TokioIo::new)
+                }
+            }))
+            .await
+            .map_err(|e| connect_error(&shown, e))?;
         Ok(Client {
             receipts: ReceiptsClient::new(channel.clone()),
             admin: KeyAdminClient::new(channel),

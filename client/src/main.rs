@@ -30,6 +30,15 @@ struct Cli {
     /// Client private key (PEM) for mTLS.
     #[arg(long = "key-file", global = true, env = "SIGIL_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// sigild's admin socket, for `sigil keys` without TLS (with an https
+    /// endpoint, keys are administered over mTLS instead).
+    #[arg(
+        long,
+        global = true,
+        env = "SIGIL_ADMIN_SOCKET",
+        default_value = "./sigil-data/admin.sock"
+    )]
+    admin_socket: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +170,7 @@ fn main() -> ExitCode {
 struct Target {
     endpoint: String,
     tls: Option<sigil_client::ClientTls>,
+    admin_socket: PathBuf,
 }
 
 async fn connect(t: &Target) -> Result<Client, ClientError> {
@@ -178,6 +188,7 @@ async fn run(cli: Cli) -> u8 {
     let target = Target {
         endpoint: cli.endpoint.clone(),
         tls,
+        admin_socket: cli.admin_socket.clone(),
     };
     let result = match cli.command {
         Command::Verify { command } => return verify_cmd::run(command).await,
@@ -228,6 +239,10 @@ async fn run(cli: Cli) -> u8 {
 /// says what went wrong, this names the flags and commands that fix it.
 fn hint(e: &ClientError) -> &'static str {
     match e {
+        ClientError::Unreachable { endpoint, .. } if endpoint.starts_with("unix:") => {
+            ". Is sigild running on that data dir? Key administration without TLS goes \
+             through <data-dir>/admin.sock: pass --admin-socket / SIGIL_ADMIN_SOCKET"
+        }
         ClientError::Unreachable { .. } => {
             ". Is sigild running? Start it with `sigild` (or pass --endpoint / SIGIL_ENDPOINT)"
         }
@@ -287,7 +302,12 @@ async fn sign_digest(target: &Target, key: &str, digest: &str) -> Result<(), Cli
 }
 
 async fn keys(target: &Target, cmd: KeysCommand) -> Result<(), ClientError> {
-    let mut client = connect(target).await?;
+    // Without TLS, KeyAdmin answers only on the daemon's Unix socket.
+    let mut client = if target.endpoint.starts_with("https://") {
+        connect(target).await?
+    } else {
+        Client::connect_admin_socket(&target.admin_socket).await?
+    };
     let out = match cmd {
         KeysCommand::List => {
             println!("{}", client.list_keys().await?);

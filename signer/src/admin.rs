@@ -1,5 +1,6 @@
 //! The `sigil.v1.KeyAdmin` gRPC service: key names, rotation, revocation.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sigil_proto::v1::key_admin_server::KeyAdmin;
@@ -8,6 +9,7 @@ use sigil_proto::v1::{
     ListKeysRequest, ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
     RotateKeyResponse,
 };
+use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auth, Role};
@@ -15,13 +17,26 @@ use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
 use crate::Error;
 
+/// Who may administer keys on one listener.
+#[derive(Clone, Debug)]
+pub enum Access {
+    /// The TCP listener with TLS: client certificates with the admin role.
+    Tls(Auth),
+    /// The TCP listener without TLS: nobody (every local process can reach
+    /// loopback); key administration is on the socket.
+    SocketOnly(PathBuf),
+    /// The Unix socket: peers whose uid is listed (the daemon's own, root,
+    /// and `admin_uids`), read from the kernel's peer credentials.
+    Uids(Vec<u32>),
+}
+
 /// The admin service.
 #[derive(Clone)]
 pub struct AdminService {
     keyring: Arc<Keyring>,
     lifecycle: Arc<Lifecycle>,
     default_key: String,
-    auth: Auth,
+    access: Access,
 }
 
 impl AdminService {
@@ -30,18 +45,43 @@ impl AdminService {
         keyring: Arc<Keyring>,
         lifecycle: Arc<Lifecycle>,
         default_key: String,
-        auth: Auth,
+        access: Access,
     ) -> Self {
         AdminService {
             keyring,
             lifecycle,
             default_key,
-            auth,
+            access,
         }
     }
 
     fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Error> {
-        self.auth.caller(request)?.require(Role::Admin, what)
+        match &self.access {
+            Access::Tls(auth) => auth.caller(request)?.require(Role::Admin, what),
+            Access::SocketOnly(path) => Err(Error::PermissionDenied(format!(
+                "without TLS, keys are administered on the admin socket only: sigil keys \
+                 --admin-socket {}",
+                path.display()
+            ))),
+            Access::Uids(allowed) => {
+                let uid = request
+                    .extensions()
+                    .get::<UdsConnectInfo>()
+                    .and_then(|i| i.peer_cred)
+                    .map(|c| c.uid())
+                    .ok_or_else(|| {
+                        Error::Unauthenticated("the peer's credentials are unknown".into())
+                    })?;
+                if allowed.contains(&uid) {
+                    Ok(())
+                } else {
+                    Err(Error::PermissionDenied(format!(
+                        "uid {uid} may not {what} (allowed: the daemon's uid, root and \
+                         admin_uids)"
+                    )))
+                }
+            }
+        }
     }
 }
 
@@ -124,6 +164,12 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
-        crate::service::directory_reply(&self.auth, &self.keyring, &request)
+        match &self.access {
+            Access::Tls(auth) => crate::service::directory_reply(auth, &self.keyring, &request),
+            // The directory is public; loopback and the socket may read it.
+            Access::SocketOnly(_) | Access::Uids(_) => {
+                crate::service::directory_reply(&Auth::default(), &self.keyring, &request)
+            }
+        }
     }
 }

@@ -43,6 +43,11 @@ pub struct Config {
     /// once the revocation is on every chain, so a stolen token session
     /// cannot use them any more).
     pub keep_revoked: bool,
+    /// Key administration socket (default `<data_dir>/admin.sock`, mode
+    /// 0600). Without TLS it is the only place KeyAdmin answers.
+    pub admin_socket: Option<PathBuf>,
+    /// Uids besides the daemon's own and root that may use the admin socket.
+    pub admin_uids: Vec<u32>,
     /// Seconds between re-signatures of the key directory, so that
     /// verifiers can refuse a stale one (`sigil verify
     /// --directory-max-age`, default one day).
@@ -101,6 +106,8 @@ impl Default for Config {
             token_check_seconds: 10,
             sign_digest_with_chain_key: false,
             keep_revoked: false,
+            admin_socket: None,
+            admin_uids: Vec::new(),
             directory_resign_seconds: 3600,
             tls: None,
             identities: Vec::new(),
@@ -279,6 +286,13 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Where the admin socket is.
+    pub fn admin_socket_path(&self) -> PathBuf {
+        self.admin_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("admin.sock"))
     }
 
     /// Chain settings for the sequencers.

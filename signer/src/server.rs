@@ -13,7 +13,7 @@ use sigil_proto::v1::receipts_server::ReceiptsServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin::AdminService;
+use crate::admin::{Access, AdminService};
 use crate::auth::Auth;
 pub use crate::backends::open_backend;
 use crate::config::Config;
@@ -155,12 +155,24 @@ pub async fn run_with_backend(
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let max = config.limits.max_message_bytes;
-    let admin = KeyAdminServer::new(AdminService::new(
-        keyring.clone(),
-        lifecycle,
-        config.key_name.clone(),
-        auth,
-    ));
+    let socket_path = config.admin_socket_path();
+    let admin_service = |access| {
+        KeyAdminServer::new(AdminService::new(
+            keyring.clone(),
+            lifecycle.clone(),
+            config.key_name.clone(),
+            access,
+        ))
+    };
+    let admin = admin_service(if config.tls.is_some() {
+        Access::Tls(auth)
+    } else {
+        Access::SocketOnly(socket_path.clone())
+    });
+    let mut uids = vec![current_uid(), 0];
+    uids.extend(&config.admin_uids);
+    let socket_admin = admin_service(Access::Uids(uids));
+    let admin_listener = bind_admin_socket(&socket_path)?;
     let receipts = ReceiptsServer::new(service)
         .max_decoding_message_size(max)
         .max_encoding_message_size(max);
@@ -178,6 +190,17 @@ pub async fn run_with_backend(
                 TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 async move {
                     let _ = grpc_stop.wait_for(|s| *s).await;
+                },
+            ),
+    );
+    let mut socket_stop = stop_rx.clone();
+    let socket_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(socket_admin)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(admin_listener),
+                async move {
+                    let _ = socket_stop.wait_for(|s| *s).await;
                 },
             ),
     );
@@ -201,6 +224,8 @@ pub async fn run_with_backend(
     }
     chains.close_all("shutdown").await;
     let _ = http_task.await;
+    let _ = socket_task.await;
+    let _ = fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())
 }
@@ -288,4 +313,33 @@ fn spawn_directory_resign(keyring: Arc<Keyring>, every: std::time::Duration) {
             }
         }
     });
+}
+
+fn current_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+
+/// Binds the admin socket, mode 0600. A socket left by a previous run is
+/// replaced (the data-dir lock says no other sigild owns it); anything else
+/// at that path (a file, a symlink) is refused.
+fn bind_admin_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, Error> {
+    use std::os::unix::fs::FileTypeExt;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => fs::remove_file(path)
+            .map_err(|e| Error::io(format!("removing the old {}", path.display()), e))?,
+        Ok(_) => {
+            return Err(Error::Config(format!(
+                "{} exists and is not a socket; remove it or set admin_socket",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("checking {}", path.display()), e)),
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| Error::io(format!("binding the admin socket {}", path.display()), e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(format!("restricting {}", path.display()), e))?;
+    Ok(listener)
 }

@@ -4,30 +4,89 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::Error;
+use crate::{failpoint, Error};
 
 /// An open chain file positioned at its end.
 pub struct ChainFile {
     path: PathBuf,
     file: File,
     len: u64,
+    /// An append failed: what the file holds past `len` is not known, and
+    /// after a failed fsync the page cache may not match the disk either,
+    /// so no append is taken until the chain is re-read from disk.
+    failed: bool,
 }
 
 /// What recovery found in an existing file.
 pub struct Recovered {
     /// The file, torn tail cut.
     pub file: ChainFile,
-    /// Each whole line, without its newline (blank lines included).
-    pub lines: Vec<String>,
+    /// Its whole lines, exactly as on disk (each ends with a newline).
+    pub bytes: Vec<u8>,
     /// Bytes cut from the end (a line that was never acknowledged).
     pub cut: u64,
 }
 
+/// A failed append, and what it leaves on disk: the caller's reply must
+/// say which, since a receipt that may persist must never be reported as
+/// not written.
+#[derive(Debug)]
+pub enum AppendError {
+    /// The file was cut back to where it was, and the cut made durable:
+    /// none of the bytes is in the file.
+    NothingWritten(Error),
+    /// The cut back failed or could not be made durable: some or all of
+    /// the bytes may be in the file, now or after a crash.
+    OutcomeUnknown(Error),
+}
+
+impl AppendError {
+    /// The error that failed the append.
+    pub fn error(&self) -> &Error {
+        match self {
+            AppendError::NothingWritten(e) | AppendError::OutcomeUnknown(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for AppendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppendError::NothingWritten(e) => write!(f, "{e}; nothing of it was written"),
+            AppendError::OutcomeUnknown(e) => write!(
+                f,
+                "{e}; outcome unknown: what it wrote may be durable"
+            ),
+        }
+    }
+}
+
+impl From<AppendError> for Error {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::NothingWritten(e) => e,
+            AppendError::OutcomeUnknown(e) => Error::Unavailable(format!(
+                "{e}; outcome unknown: what it wrote may be durable"
+            )),
+        }
+    }
+}
+
+/// The refusal of a symlink where a chain file or the chains dir should be.
+pub fn symlink_refused(path: &Path) -> Error {
+    Error::Corrupt(format!(
+        "{} is a symbolic link: sigild refuses symlinks in its data dir \
+         (put the file or directory itself there)",
+        path.display()
+    ))
+}
+
 impl ChainFile {
-    /// Creates a new, empty chain file (never overwrites one) and makes its
-    /// directory entry durable.
+    /// Creates a new, empty chain file (never overwrites one, nor follows a
+    /// symlink) and makes its directory entry durable.
     pub fn create(path: &Path) -> Result<Self, Error> {
         let file = OpenOptions::new()
             .read(true)
@@ -41,6 +100,7 @@ impl ChainFile {
             path: path.to_owned(),
             file,
             len: 0,
+            failed: false,
         })
     }
 
@@ -51,8 +111,19 @@ impl ChainFile {
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
-            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => symlink_refused(path),
+                _ => Error::io(format!("opening {}", path.display()), e),
+            })?;
+        // After a failed fsync the page cache may hold lines the disk does
+        // not: drop the file's clean pages so that what is read is what
+        // the disk holds. Advisory; dirty pages stay, and are written.
+        // SAFETY: an fadvise on a descriptor we own; no memory is touched.
+        unsafe {
+            libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+        }
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
@@ -63,15 +134,7 @@ impl ChainFile {
                 .and_then(|_| file.sync_all())
                 .map_err(|e| Error::io(format!("cutting torn line of {}", path.display()), e))?;
         }
-        let text = std::str::from_utf8(&bytes[..whole]).map_err(|e| {
-            Error::Corrupt(format!(
-                "{} is not UTF-8 at byte {}: not a chain sigil wrote",
-                path.display(),
-                e.valid_up_to()
-            ))
-        })?;
-        // Every whole line, blank ones too, so offsets can be recomputed.
-        let lines = text.split_terminator('\n').map(str::to_owned).collect();
+        bytes.truncate(whole);
         file.seek(SeekFrom::End(0))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
         Ok(Recovered {
@@ -79,35 +142,55 @@ impl ChainFile {
                 path: path.to_owned(),
                 file,
                 len: whole as u64,
+                failed: false,
             },
-            lines,
+            bytes,
             cut,
         })
     }
 
     /// Appends whole lines and makes them durable. On failure the file is
-    /// cut back to where it was, so no partial batch stays behind.
-    pub fn append_durable(&mut self, bytes: &[u8]) -> Result<(), Error> {
-        let result = self
-            .file
-            .write_all(bytes)
+    /// cut back to where it was; the error says whether that cut is
+    /// durable. After any failure the file takes no more appends: the
+    /// chain must be re-read from disk.
+    pub fn append_durable(&mut self, bytes: &[u8]) -> Result<(), AppendError> {
+        if self.failed {
+            return Err(AppendError::NothingWritten(Error::Unavailable(format!(
+                "{}: an earlier write failed; the chain is re-read from disk before it takes \
+                 another append",
+                self.path.display()
+            ))));
+        }
+        let result = failpoint::io("store.write")
+            .and_then(|_| self.file.write_all(bytes))
+            .and_then(|_| failpoint::io("store.sync"))
             .and_then(|_| self.file.sync_data());
-        match result {
-            Ok(()) => {
-                self.len += bytes.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                // Best effort: recovery on the next start cuts whatever
-                // survives of a torn tail anyway.
-                let _ = self
-                    .file
-                    .set_len(self.len)
-                    .and_then(|_| self.file.sync_all());
-                Err(Error::io(
-                    format!("appending to {}", self.path.display()),
+        let Err(e) = result else {
+            self.len += bytes.len() as u64;
+            return Ok(());
+        };
+        self.failed = true;
+        // The cut back must itself be durable before the reply may say
+        // that nothing was written: otherwise whole lines of the batch can
+        // reappear after a crash.
+        let cut = failpoint::io("store.cut_back")
+            .and_then(|_| self.file.set_len(self.len))
+            .and_then(|_| self.file.sync_all());
+        match cut {
+            Ok(()) => Err(AppendError::NothingWritten(Error::io(
+                format!("appending to {}", self.path.display()),
+                e,
+            ))),
+            Err(c) => {
+                tracing::error!(file = %self.path.display(), error = %c,
+                    "cutting back a failed append failed: its lines may persist");
+                Err(AppendError::OutcomeUnknown(Error::io(
+                    format!(
+                        "appending to {} (cutting it back failed too: {c})",
+                        self.path.display()
+                    ),
                     e,
-                ))
+                )))
             }
         }
     }
@@ -133,9 +216,55 @@ impl ChainFile {
         self.file
             .set_len(len)
             .and_then(|_| self.file.sync_all())
-            .map_err(|e| Error::io(format!("cutting {}", self.path.display()), e))?;
+            .map_err(|e| {
+                self.failed = true;
+                Error::io(format!("cutting {}", self.path.display()), e)
+            })?;
         self.len = len;
         Ok(())
+    }
+
+    /// Moves `tail`, the file's bytes after its first `keep`, into a new
+    /// file next to it, `<chain>.jsonl.cut-<unix seconds>` (never deleted),
+    /// durably, then cuts the chain to `keep`. Returns the new file's path.
+    pub fn cut_aside(&mut self, keep: u64, tail: &[u8]) -> Result<PathBuf, Error> {
+        if keep.checked_add(tail.len() as u64) != Some(self.len) {
+            return Err(Error::Internal(format!(
+                "{}: {} bytes to move aside after byte {keep} of {}",
+                self.path.display(),
+                tail.len(),
+                self.len
+            )));
+        }
+        let secs = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut n = 0u32;
+        let (aside, mut f) = loop {
+            let suffix = if n == 0 {
+                format!("jsonl.cut-{secs}")
+            } else {
+                format!("jsonl.cut-{secs}-{n}")
+            };
+            let aside = self.path.with_extension(suffix);
+            // create_new: never overwrites a file kept aside, nor follows
+            // a symlink.
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o640)
+                .open(&aside)
+            {
+                Ok(f) => break (aside, f),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
+                Err(e) => return Err(Error::io(format!("creating {}", aside.display()), e)),
+            }
+        };
+        f.write_all(tail)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(format!("writing {}", aside.display()), e))?;
+        sync_parent(&aside)?;
+        // Only once the copy is durable is the chain cut.
+        self.cut_to(keep)?;
+        Ok(aside)
     }
 }
 

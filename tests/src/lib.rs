@@ -404,6 +404,18 @@ impl Daemon {
         true
     }
 
+    /// The daemon's admin socket: KeyAdmin without TLS answers only there.
+    pub fn admin_socket(&self) -> PathBuf {
+        self.data_dir.join("admin.sock")
+    }
+
+    /// A client on the admin socket, for key administration.
+    pub async fn admin(&self) -> sigil_client::Client {
+        sigil_client::Client::connect_admin_socket(&self.admin_socket())
+            .await
+            .expect("admin socket")
+    }
+
     /// URL of the HTTP key directory.
     pub fn directory_url(&self) -> String {
         format!(

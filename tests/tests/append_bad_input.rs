@@ -156,7 +156,7 @@ async fn bad_inputs_get_invalid_argument_naming_the_field_and_change_nothing() {
         Code::PermissionDenied,
         "the chain key signs no digests: {s:?}"
     );
-    client.create_key("digests").await.unwrap();
+    daemon.admin().await.create_key("digests").await.unwrap();
     for len in [0, 31, 33, 64] {
         let s = status(client.sign_digest("digests", &vec![7u8; len]).await);
         assert_eq!(s.code(), Code::InvalidArgument, "{len} bytes: {s:?}");

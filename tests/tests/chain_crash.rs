@@ -190,7 +190,7 @@ async fn sigterm_exits_0_and_closes_every_chain_including_the_ledger() {
     for i in 0..10 {
         client.append(CHAINS[i % 2], &record(i)).await.unwrap();
     }
-    client.create_key("digests").await.unwrap();
+    daemon.admin().await.create_key("digests").await.unwrap();
     let signed = client.sign_digest("digests", &[0x5a; 32]).await.unwrap();
     assert_eq!(signed.ledger_chain, "sigil.ledger.digests");
     assert_ne!(signed.signer_key, key, "a digest key is not the chain key");

@@ -149,7 +149,9 @@ fn sign_digest_signs_the_32_bytes_and_records_them_on_the_ledger() {
         String::from_utf8_lossy(&out.stderr).contains("forge"),
         "{out:?}"
     );
-    let created = sigil(&["--endpoint", ep, "keys", "create", "digests"]);
+    let sock = daemon.admin_socket();
+    let sock = sock.to_str().unwrap();
+    let created = sigil(&["--admin-socket", sock, "keys", "create", "digests"]);
     assert!(created.status.success(), "{created:?}");
     let digests_key: Value = serde_json::from_str(&stdout(&created)).unwrap();
     let out = sigil(&["--endpoint", ep, "sign-digest", "--key", "digests", &hex64]);

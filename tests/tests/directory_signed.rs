@@ -48,11 +48,12 @@ async fn rotated_daemon(data: &Path) -> Daemon {
                 .unwrap();
         }
         if round < 2 {
-            let e = daemon.endpoint.clone();
-            let out =
-                tokio::task::spawn_blocking(move || sigil(&["--endpoint", &e, "keys", "rotate"]))
-                    .await
-                    .unwrap();
+            let sock = daemon.admin_socket();
+            let out = tokio::task::spawn_blocking(move || {
+                sigil(&["--admin-socket", sock.to_str().unwrap(), "keys", "rotate"])
+            })
+            .await
+            .unwrap();
             assert!(
                 out.status.success(),
                 "{}",

@@ -28,8 +28,9 @@ async fn append(endpoint: &str, n: usize, base: usize) {
 }
 
 /// `sigil keys ARGS...` off the runtime: (success, stdout, stderr).
-async fn keys(endpoint: &str, args: &[&str]) -> (bool, String, String) {
-    let mut all = vec!["--endpoint".to_owned(), endpoint.to_owned(), "keys".into()];
+async fn keys(daemon: &Daemon, args: &[&str]) -> (bool, String, String) {
+    let sock = daemon.admin_socket().to_str().unwrap().to_owned();
+    let mut all = vec!["--admin-socket".to_owned(), sock, "keys".into()];
     all.extend(args.iter().map(|s| s.to_string()));
     let out = tokio::task::spawn_blocking(move || {
         sigil(&all.iter().map(String::as_str).collect::<Vec<_>>())
@@ -79,7 +80,7 @@ async fn revoking_the_active_key_refuses_its_receipts_from_compromised_since() {
     append(&daemon.endpoint, 8, 100).await;
 
     let (ok, out, err) = keys(
-        &daemon.endpoint,
+        &daemon,
         &[
             "revoke",
             "--key",
@@ -159,7 +160,7 @@ async fn revoking_a_retired_key_after_its_last_receipt_does_not_rotate_and_verif
     let daemon = Daemon::start(&dir.path().join("data"), &[]);
     let root = daemon.active_key();
     append(&daemon.endpoint, 10, 0).await;
-    let (ok, _, err) = keys(&daemon.endpoint, &["rotate"]).await;
+    let (ok, _, err) = keys(&daemon, &["rotate"]).await;
     assert!(ok, "{err}");
     append(&daemon.endpoint, 4, 100).await;
     // The boundary is v2's first receipt: every v1 receipt is older.
@@ -172,7 +173,7 @@ async fn revoking_a_retired_key_after_its_last_receipt_does_not_rotate_and_verif
         .collect();
 
     let (ok, out, err) = keys(
-        &daemon.endpoint,
+        &daemon,
         &[
             "revoke",
             "--key",
@@ -226,7 +227,7 @@ async fn refused_changes_nothing(args: &[&str], complaint: &str) {
     let before = snapshot(&daemon);
     let mut all = vec!["revoke", "--key", "mediator"];
     all.extend_from_slice(args);
-    let (ok, out, err) = keys(&daemon.endpoint, &all).await;
+    let (ok, out, err) = keys(&daemon, &all).await;
     assert!(!ok, "revoke {args:?} succeeded: {out}");
     assert!(err.contains(complaint), "revoke {args:?}: {err}");
     assert!(

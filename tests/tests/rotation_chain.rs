@@ -19,8 +19,13 @@ use sigil_tests::{
 const CHAINS: [&str; 2] = ["rot-0", "rot-1"];
 
 /// `sigil keys rotate`; returns its JSON answer.
-fn rotate(endpoint: &str) -> Value {
-    let out = sigil(&["--endpoint", endpoint, "keys", "rotate"]);
+fn rotate(admin_socket: &std::path::Path) -> Value {
+    let out = sigil(&[
+        "--admin-socket",
+        admin_socket.to_str().unwrap(),
+        "keys",
+        "rotate",
+    ]);
     assert!(
         out.status.success(),
         "sigil keys rotate: {}",
@@ -78,8 +83,8 @@ async fn three_rotations_under_load_verify_from_the_root_key() {
             .unwrap(),
             "producers stalled before rotation {n}"
         );
-        let endpoint = daemon.endpoint.clone();
-        let r = tokio::task::spawn_blocking(move || rotate(&endpoint))
+        let sock = daemon.admin_socket();
+        let r = tokio::task::spawn_blocking(move || rotate(&sock))
             .await
             .unwrap();
         assert_eq!(r["previous_keyid"], format!("mediator.v{}", n + 1), "{r}");
@@ -241,8 +246,8 @@ async fn a_rotation_crosses_every_chain_even_idle_ones() {
         // Only the first chain gets receipts between rotations; the others
         // cross all the same.
         client.append(names[0], &record(100 + round)).await.unwrap();
-        let endpoint = daemon.endpoint.clone();
-        let r = tokio::task::spawn_blocking(move || rotate(&endpoint))
+        let sock = daemon.admin_socket();
+        let r = tokio::task::spawn_blocking(move || rotate(&sock))
             .await
             .unwrap();
         assert_eq!(r["chains"].as_array().unwrap().len(), 3, "{r}");

@@ -52,11 +52,13 @@ async fn append_each(endpoint: &str, chains: &[&str], n: usize, base: usize) -> 
     acked
 }
 
-async fn rotate_cli(endpoint: &str) -> std::process::Output {
-    let endpoint = endpoint.to_owned();
-    tokio::task::spawn_blocking(move || sigil(&["--endpoint", &endpoint, "keys", "rotate"]))
-        .await
-        .unwrap()
+async fn rotate_cli(daemon: &Daemon) -> std::process::Output {
+    let sock = daemon.admin_socket();
+    tokio::task::spawn_blocking(move || {
+        sigil(&["--admin-socket", sock.to_str().unwrap(), "keys", "rotate"])
+    })
+    .await
+    .unwrap()
 }
 
 /// Crashes during a rotation at `point`, restarts, and checks the result.
@@ -74,7 +76,7 @@ async fn crash_at(point: &str, completed: bool, crossed: usize) {
     let root = daemon.active_key();
     let mut acked = append_each(&daemon.endpoint, &CHAINS, 4, 0).await;
 
-    let out = rotate_cli(&daemon.endpoint).await;
+    let out = rotate_cli(&daemon).await;
     assert!(
         !out.status.success(),
         "{point}: the rotation succeeded although sigild should have died"
@@ -163,7 +165,7 @@ async fn crash_at(point: &str, completed: bool, crossed: usize) {
         let v: serde_json::Value = serde_json::from_str(r).unwrap();
         assert_eq!(v["signer_key"], active.as_str(), "{point}");
     }
-    let out = rotate_cli(&daemon.endpoint).await;
+    let out = rotate_cli(&daemon).await;
     assert!(
         out.status.success(),
         "{point}: rotation after restart: {}",
@@ -207,7 +209,7 @@ async fn a_lone_endorsement_at_the_end_is_cut_at_start() {
     let mut daemon = Daemon::start(&data, &[]);
     let root = daemon.active_key();
     append_each(&daemon.endpoint, &["torn-a", "torn-b"], 3, 0).await;
-    assert!(rotate_cli(&daemon.endpoint).await.status.success());
+    assert!(rotate_cli(&daemon).await.status.success());
     append_each(&daemon.endpoint, &["torn-a", "torn-b"], 2, 50).await;
     assert!(daemon.terminate());
 

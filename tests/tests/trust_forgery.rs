@@ -72,7 +72,13 @@ async fn a_signdigest_grant_cannot_forge_receipts_or_ledgers() {
     let root = root_of(&daemon);
     append(&daemon.endpoint, "pay", 4, 0).await;
     let mut c = Client::connect(&daemon.endpoint).await.unwrap();
-    let digests = c.create_key("digests").await.unwrap().public_key;
+    let digests = daemon
+        .admin()
+        .await
+        .create_key("digests")
+        .await
+        .unwrap()
+        .public_key;
 
     // The chain key itself is no digest oracle.
     match c.sign_digest("mediator", &[7u8; 32]).await {
@@ -177,14 +183,17 @@ async fn revoked_v1() -> Revoked {
     let next = time::OffsetDateTime::now_utc() + time::Duration::seconds(1);
     let compromised_since = sigil_proto::timestamp::format(next.replace_nanosecond(0).unwrap());
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    c.revoke_key(
-        "mediator",
-        1,
-        "seed copied off the host",
-        &compromised_since,
-    )
-    .await
-    .unwrap();
+    daemon
+        .admin()
+        .await
+        .revoke_key(
+            "mediator",
+            1,
+            "seed copied off the host",
+            &compromised_since,
+        )
+        .await
+        .unwrap();
     append(&daemon.endpoint, "pay", 3, 100).await;
     let after = directory(&daemon.endpoint).await;
     Revoked {
