@@ -240,10 +240,7 @@ impl Client {
                     source,
                 })?;
         }
-        let channel = ep
-            .connect()
-            .await
-            .map_err(|e| connect_error(endpoint, e))?;
+        let channel = ep.connect().await.map_err(|e| connect_error(endpoint, e))?;
         Ok(Client {
             receipts: ReceiptsClient::new(channel.clone()),
             admin: KeyAdminClient::new(channel),

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use cryptoki::context::Pkcs11;
@@ -65,6 +65,10 @@ pub struct Pkcs11Backend {
     slot: Slot,
     token_label: String,
     pin: AuthPin,
+    /// The token said the PIN is wrong: never try it again (each try counts
+    /// towards locking the token), until the daemon is restarted with
+    /// another one.
+    pin_refused: AtomicBool,
     idle: Mutex<Vec<Worker>>,
     returned: Condvar,
     /// Bumped when any worker learns that sessions died (closed, module
@@ -119,6 +123,7 @@ impl Pkcs11Backend {
             slot,
             token_label: cfg.token_label.clone(),
             pin,
+            pin_refused: AtomicBool::new(false),
             idle: Mutex::new(Vec::new()),
             returned: Condvar::new(),
             session_epoch: AtomicU64::new(0),
@@ -145,16 +150,26 @@ impl Pkcs11Backend {
     }
 
     fn open_session(&self) -> Result<Session, KeyError> {
+        if self.pin_refused.load(Ordering::SeqCst) {
+            return Err(config(format!(
+                "the PIN of token {:?} was refused earlier (CKR_PIN_INCORRECT); not trying it \
+                 again, so the token does not lock: fix the PIN and restart sigild",
+                self.token_label
+            )));
+        }
         let session = self
             .ctx
             .open_rw_session(self.slot)
             .map_err(|e| ck_err("opening a session", e))?;
         match session.login(UserType::User, Some(&self.pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(session),
-            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => Err(config(format!(
-                "wrong PIN for token {:?} (CKR_PIN_INCORRECT)",
-                self.token_label
-            ))),
+            Err(CkError::Pkcs11(RvError::PinIncorrect, _)) => {
+                self.pin_refused.store(true, Ordering::SeqCst);
+                Err(config(format!(
+                    "wrong PIN for token {:?} (CKR_PIN_INCORRECT)",
+                    self.token_label
+                )))
+            }
             Err(CkError::Pkcs11(RvError::PinLocked, _)) => Err(config(format!(
                 "the user PIN of token {:?} is locked (CKR_PIN_LOCKED)",
                 self.token_label

@@ -11,11 +11,14 @@ use zeroize::Zeroizing;
 
 use crate::KeyError;
 
+/// Longest secret accepted, in bytes.
+pub const MAX_SECRET: usize = 255;
+
 /// A PIN or password source.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     /// A file holding the secret; one trailing newline is ignored. The file
-    /// must not be accessible to others (mode `o-rwx`).
+    /// must not be accessible to group or others (mode `go-rwx`).
     File(PathBuf),
     /// An environment variable holding the secret.
     Env(String),
@@ -51,17 +54,17 @@ impl SecretSource {
                     .map_err(|e| bad(format!("cannot stat {}: {e}", path.display())))?
                     .permissions()
                     .mode();
-                if mode & 0o007 != 0 {
+                if mode & 0o077 != 0 {
                     return Err(bad(format!(
-                        "secret file {} is accessible to others (mode {:o}); chmod o-rwx it",
+                        "secret file {} is accessible to group or others (mode {:o}); chmod 600 it",
                         path.display(),
                         mode & 0o777
                     )));
                 }
                 // Read into zeroizing memory sized up front, so the string
                 // never reallocates and leaves copies behind.
-                secret.reserve(256);
-                f.take(255)
+                secret.reserve(MAX_SECRET + 2);
+                f.take(MAX_SECRET as u64 + 2)
                     .read_to_string(&mut secret)
                     .map_err(|e| bad(format!("cannot read secret file {}: {e}", path.display())))?;
             }
@@ -76,6 +79,14 @@ impl SecretSource {
         }
         let trimmed = secret.trim_end_matches(['\n', '\r']).len();
         secret.truncate(trimmed);
+        // Refused, not cut: a silently shortened PIN fails login after login
+        // until the token locks.
+        if secret.len() > MAX_SECRET {
+            return Err(bad(format!(
+                "the secret from {} is longer than {MAX_SECRET} bytes",
+                self.name()
+            )));
+        }
         if secret.is_empty() {
             return Err(bad(format!("the secret from {} is empty", self.name())));
         }
@@ -97,5 +108,54 @@ impl SecretSource {
             SecretSource::File(p) => format!("file {}", p.display()),
             SecretSource::Env(v) => format!("environment variable {v}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dir: &std::path::Path, name: &str, content: &str, mode: u32) -> SecretSource {
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        SecretSource::File(p)
+    }
+
+    #[test]
+    fn secret_files_readable_by_group_or_others_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            file(dir.path(), "ok", "1234\n", 0o600)
+                .read("t")
+                .unwrap()
+                .as_str(),
+            "1234"
+        );
+        for mode in [0o640, 0o604, 0o660] {
+            let err = file(dir.path(), "open", "1234", mode)
+                .read("t")
+                .unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("group or others"), "{mode:o}: {msg}");
+            assert!(!msg.contains("1234"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn over_long_secrets_are_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let longest = "p".repeat(MAX_SECRET);
+        let src = file(dir.path(), "longest", &format!("{longest}\n"), 0o600);
+        assert_eq!(src.read("t").unwrap().len(), MAX_SECRET);
+        let src = file(dir.path(), "long", &"p".repeat(MAX_SECRET + 1), 0o600);
+        let msg = src.read("t").unwrap_err().to_string();
+        assert!(msg.contains("longer than 255 bytes"), "{msg}");
+        std::env::set_var("SIGIL_TEST_LONG_SECRET", "q".repeat(MAX_SECRET + 40));
+        let msg = SecretSource::Env("SIGIL_TEST_LONG_SECRET".into())
+            .read("t")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("longer than 255 bytes"), "{msg}");
     }
 }

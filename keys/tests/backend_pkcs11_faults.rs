@@ -19,12 +19,56 @@ use sigil_keys::pkcs11::{close_all_sessions, Pkcs11Backend};
 use sigil_keys::{Backend, KeyId};
 use softhsm::{fixture, verify, MODULE};
 
-const TOKENS: &[&str] = &["fault", "load"];
+const TOKENS: &[&str] = &["fault", "load", "pinchange"];
 
 #[test]
 fn signing_recovers_after_sessions_are_closed_from_outside() {
     recovers_after_all_sessions_are_closed();
     recovers_under_load();
+    a_pin_that_stopped_working_is_not_tried_again();
+}
+
+/// The token's PIN is changed while the backend runs; its next login fails
+/// once, and from then on it does not try again (each failed login counts
+/// towards locking the token).
+fn a_pin_that_stopped_working_is_not_tried_again() {
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    use cryptoki::session::UserType;
+    use cryptoki::types::AuthPin;
+
+    let cfg = fixture(TOKENS).config("pinchange");
+    let backend = Pkcs11Backend::open(&cfg).unwrap();
+    let id = KeyId::new("pinchange", 1).unwrap();
+    backend.generate(&id).unwrap();
+    backend.sign(&id, b"before").unwrap();
+
+    // Change the user PIN behind the backend's back, then drop every
+    // session so that it has to log in again.
+    let ctx = Pkcs11::new(MODULE).unwrap();
+    let _ = ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == "pinchange")
+        .unwrap();
+    let new_pin = AuthPin::from("a-new-PIN-31337");
+    {
+        let session = ctx.open_rw_session(slot).unwrap();
+        let old = AuthPin::from(softhsm::PIN);
+        let _ = session.login(UserType::User, Some(&old));
+        session.set_pin(&old, &new_pin).unwrap();
+    }
+    close_all_sessions(Path::new(MODULE), "pinchange").unwrap();
+
+    let first = backend.sign(&id, b"after").unwrap_err().to_string();
+    assert!(first.contains("wrong PIN"), "{first}");
+    let again = backend.sign(&id, b"again").unwrap_err().to_string();
+    assert!(again.contains("refused earlier"), "{again}");
+    assert!(!again.contains(softhsm::PIN), "{again}");
+    // The token is not locked: the new PIN logs in.
+    let session = ctx.open_rw_session(slot).unwrap();
+    session.login(UserType::User, Some(&new_pin)).unwrap();
 }
 
 fn recovers_after_all_sessions_are_closed() {

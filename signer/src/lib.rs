@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod record;
 pub mod registry;
+pub mod secrets;
 pub mod server;
 pub mod service;
 pub mod store;

@@ -55,6 +55,10 @@ fn version() -> &'static str {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = sigil_signer::secrets::no_core_dumps() {
+        eprintln!("sigild: cannot turn core dumps off: {e}");
+        return ExitCode::from(2);
+    }
     let args = match Args::command()
         .version(version())
         .try_get_matches()

@@ -50,6 +50,8 @@ pub async fn run(
 ) -> Result<(), Error> {
     config.check()?;
     let backend = open_backend(&config)?;
+    // The backend holds what it read: the environment need not.
+    crate::secrets::scrub_env(&crate::secrets::env_sources(&config));
     run_with_backend(config, backend, shutdown, |grpc, http| {
         println!("sigild ready grpc={grpc} http={http}");
     })

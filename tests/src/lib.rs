@@ -404,6 +404,14 @@ impl Daemon {
         true
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .map(Child::id)
+            .expect("sigild is running")
+    }
+
     /// The daemon's admin socket: KeyAdmin without TLS answers only there.
     pub fn admin_socket(&self) -> PathBuf {
         self.data_dir.join("admin.sock")

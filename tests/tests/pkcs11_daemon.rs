@@ -234,3 +234,51 @@ async fn two_daemons_on_one_token_never_share_a_key() {
     let wrong = sigil(&["verify", "chain", chain.to_str().unwrap(), "--key", &root_a]);
     assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
 }
+
+/// A PIN read from the environment is gone from it once the token is open
+/// (children would inherit it, /proc shows it), and sigild makes no core
+/// dumps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_env_pin_is_scrubbed_and_core_dumps_are_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let hsm = SoftHsm::new(dir.path(), "sigil-env-pin");
+    let pin = std::fs::read_to_string(&hsm.pin_file).unwrap();
+    let config = dir.path().join("sigild.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backend]\nkind = \"pkcs11\"\nuri = \"pkcs11:token={}?module-path={SOFTHSM_MODULE}&pin-source=env:SIGIL_PIN\"\n",
+            hsm.label
+        ),
+    )
+    .unwrap();
+    let conf = hsm.conf.to_str().unwrap().to_owned();
+    let env = [
+        ("SOFTHSM2_CONF", conf.as_str()),
+        ("SIGIL_PIN", pin.as_str()),
+    ];
+    let daemon = Daemon::try_start_env(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+        &env,
+    )
+    .unwrap();
+    append_many(&daemon.endpoint, &["p"], 3, 1).await;
+    let environ = std::fs::read(format!("/proc/{}/environ", daemon.pid())).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(environ.contains("SOFTHSM2_CONF="), "environ not read");
+    assert!(
+        !environ.contains(pin.as_str()),
+        "the PIN is still in the environment"
+    );
+    // /proc shows the original environment block: the name stays there,
+    // its value is overwritten.
+    assert!(environ.contains("SIGIL_PIN=\0"), "the value was not overwritten");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+}
