@@ -89,6 +89,8 @@ pub struct Keyring {
     /// Key name whose signing version signs the directory.
     directory_key: String,
     records: RwLock<Vec<Record>>,
+    /// Held across a whole update (read, change, write keys.json, swap).
+    updating: Mutex<()>,
     /// Namespace and generation intents, persisted with the records.
     meta: Mutex<Meta>,
     signatures: Mutex<HashMap<KeyId, u64>>,
@@ -124,6 +126,7 @@ impl Keyring {
             backend,
             directory_key: directory_key.to_owned(),
             records: RwLock::new(records),
+            updating: Mutex::new(()),
             meta: Mutex::new(Meta {
                 namespace,
                 generating: file.generating,
@@ -549,13 +552,17 @@ impl Keyring {
             .map_err(|_| Error::Internal("key records lock poisoned".into()))
     }
 
+    /// Changes the records: writes keys.json durably, then swaps them in.
+    /// Updates are serialised by `updating`; readers (every append looks up
+    /// its signing key) are never blocked behind the file's fsync, only
+    /// behind the swap.
     fn update(&self, f: impl FnOnce(&mut Vec<Record>)) -> Result<(), Error> {
         {
-            let mut records = self
-                .records
-                .write()
+            let _one_writer = self
+                .updating
+                .lock()
                 .map_err(|_| Error::Internal("key records lock poisoned".into()))?;
-            let mut next = records.clone();
+            let mut next = self.read()?.clone();
             f(&mut next);
             let (namespace, generating) = {
                 let m = self.lock_meta()?;
@@ -568,7 +575,10 @@ impl Keyring {
             })
             .map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(&self.path, &text)?;
-            *records = next;
+            *self
+                .records
+                .write()
+                .map_err(|_| Error::Internal("key records lock poisoned".into()))? = next;
         }
         self.publish()
     }

@@ -178,6 +178,9 @@ fn bench_token(config: Config, secs: u64) -> ExitCode {
     let run = || -> Result<(), sigil_signer::Error> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| sigil_signer::Error::io("creating the data dir", e))?;
+        // The same lock as a running daemon: the bench generates and records
+        // keys, which must not race a sigild on this data dir.
+        let _lock = sigil_signer::server::lock_data_dir(&config)?;
         let backend = sigil_signer::server::open_backend(&config)?;
         let keyring = sigil_signer::keyring::Keyring::open(
             &config.data_dir,

@@ -26,7 +26,7 @@ use crate::Error;
 
 /// Takes an exclusive lock on the data dir, so two daemons never append to
 /// the same chain files. Held until the returned file is dropped.
-fn lock_data_dir(config: &Config) -> Result<File, Error> {
+pub fn lock_data_dir(config: &Config) -> Result<File, Error> {
     let path = config.data_dir.join("LOCK");
     let f =
         File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
