@@ -29,6 +29,8 @@ pub struct Config {
     pub chains: ChainsConfig,
     /// Input limits.
     pub limits: LimitsConfig,
+    /// Limits of the HTTP listener (directory, metrics, health).
+    pub http: HttpConfig,
     /// Scheduled rotation.
     pub rotation: RotationConfig,
     /// TLS for the gRPC listener, with client certificates.
@@ -102,6 +104,7 @@ impl Default for Config {
             backend: BackendConfig::default(),
             chains: ChainsConfig::default(),
             limits: LimitsConfig::default(),
+            http: HttpConfig::default(),
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
             sign_digest_with_chain_key: false,
@@ -215,6 +218,28 @@ impl Default for ChainsConfig {
     }
 }
 
+/// Limits of the HTTP listener.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_seconds: u64,
+    /// Seconds a connection may stay open, busy or idle.
+    pub connection_timeout_seconds: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 256,
+            header_timeout_seconds: 5,
+            connection_timeout_seconds: 30,
+        }
+    }
+}
+
 /// Input limits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -286,6 +311,17 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Limits of the HTTP listener.
+    pub fn http_limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            max_connections: self.http.max_connections.max(1),
+            header_timeout: std::time::Duration::from_secs(self.http.header_timeout_seconds.max(1)),
+            connection_timeout: std::time::Duration::from_secs(
+                self.http.connection_timeout_seconds.max(1),
+            ),
+        }
     }
 
     /// Where the admin socket is.

@@ -206,14 +206,12 @@ pub async fn run_with_backend(
                 },
             ),
     );
-    let mut http_stop = stop_rx.clone();
-    let http_task = tokio::spawn(async move {
-        axum::serve(http, crate::http::router(keyring).into_make_service())
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let http_task = tokio::spawn(crate::http::serve(
+        http,
+        crate::http::router(keyring),
+        config.http_limits(),
+        stop_rx.clone(),
+    ));
     ready(grpc_addr, http_addr);
 
     shutdown.await;
