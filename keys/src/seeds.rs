@@ -68,7 +68,7 @@ impl SeedFiles {
     pub(crate) fn generate(
         &self,
         id: &KeyId,
-        seal: impl FnOnce() -> Result<(Vec<u8>, SigningKey), KeyError>,
+        seal: impl FnOnce() -> Result<(Zeroizing<Vec<u8>>, SigningKey), KeyError>,
     ) -> Result<PublicKey, KeyError> {
         let path = self.path(id);
         let mut file = match OpenOptions::new()

@@ -64,7 +64,7 @@ impl Backend for SoftwareBackend {
                 backend: BACKEND,
                 reason: format!("no randomness from the OS: {e}"),
             })?;
-            Ok((seed.to_vec(), SigningKey::from_bytes(&seed)))
+            Ok((Zeroizing::new(seed.to_vec()), SigningKey::from_bytes(&seed)))
         })
     }
 

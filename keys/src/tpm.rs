@@ -247,7 +247,7 @@ impl Backend for TpmBackend {
                 Ok((created.out_public, created.out_private, key))
             });
             let (public, private, key) = sealed?;
-            Ok((encode_blob(&public, &private)?, key))
+            Ok((Zeroizing::new(encode_blob(&public, &private)?), key))
         })
     }
 
