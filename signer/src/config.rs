@@ -82,6 +82,10 @@ pub struct RotationConfig {
     pub max_signatures: u64,
     /// How often the age is checked, in seconds.
     pub check_seconds: u64,
+    /// Least seconds between two scheduled rotations: producers drive the
+    /// signature count, and must not be able to make the daemon rotate (and
+    /// grow its key history) as fast as they append.
+    pub min_interval_seconds: u64,
 }
 
 impl Default for RotationConfig {
@@ -90,6 +94,7 @@ impl Default for RotationConfig {
             max_age_seconds: 0,
             max_signatures: 0,
             check_seconds: 60,
+            min_interval_seconds: 60,
         }
     }
 }

@@ -208,17 +208,19 @@ impl Lifecycle {
 
     /// Rotates on schedule: when a signing version is older than
     /// `max_age`, and when a chain reports (through `requests`) that a
-    /// version reached `max_signatures`.
+    /// version reached `max_signatures`; never twice within `min_interval`.
     pub fn spawn_schedule(
         self: Arc<Self>,
         mut requests: mpsc::UnboundedReceiver<String>,
         max_age: Option<Duration>,
         max_signatures: u64,
         check_every: Duration,
+        min_interval: Duration,
     ) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(check_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last: Option<tokio::time::Instant> = None;
             loop {
                 let due: Option<String> = tokio::select! {
                     r = requests.recv() => match r {
@@ -229,7 +231,15 @@ impl Lifecycle {
                     },
                     _ = tick.tick() => max_age.and_then(|age| self.aged(age)),
                 };
+                let too_soon = last.is_some_and(|t| t.elapsed() < min_interval);
+                if let (Some(name), true) = (&due, too_soon) {
+                    // The next signature report or age check after the
+                    // interval rotates.
+                    tracing::debug!(key = %name, "scheduled rotation held back by min_interval_seconds");
+                    continue;
+                }
                 if let Some(name) = due {
+                    last = Some(tokio::time::Instant::now());
                     if let Err(e) = self.rotate(&name).await {
                         tracing::error!(key = %name, error = %e, "scheduled rotation failed; will retry");
                     }

@@ -112,6 +112,7 @@ pub async fn run_with_backend(
         (r.max_age_seconds > 0).then(|| std::time::Duration::from_secs(r.max_age_seconds)),
         r.max_signatures,
         std::time::Duration::from_secs(r.check_seconds.max(1)),
+        std::time::Duration::from_secs(r.min_interval_seconds),
     );
 
     let grpc = TcpListener::bind(config.grpc_listen)

@@ -61,7 +61,9 @@ async fn max_signatures_rotates_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_with_config(
         dir.path(),
-        &format!("[rotation]\nmax_signatures = {LIMIT}\ncheck_seconds = 1\n"),
+        &format!(
+            "[rotation]\nmax_signatures = {LIMIT}\ncheck_seconds = 1\nmin_interval_seconds = 0\n"
+        ),
     );
     let root = daemon.active_key();
     let acked = append_many(&daemon.endpoint, &chains, (TOTAL / 2) as usize, 4).await;
@@ -150,7 +152,7 @@ async fn max_age_rotates_a_version_that_grew_old() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_with_config(
         dir.path(),
-        "[rotation]\nmax_age_seconds = 2\ncheck_seconds = 1\n",
+        "[rotation]\nmax_age_seconds = 2\ncheck_seconds = 1\nmin_interval_seconds = 0\n",
     );
     let root = daemon.active_key();
     let mut client = Client::connect(&daemon.endpoint).await.unwrap();
@@ -174,4 +176,31 @@ async fn max_age_rotates_a_version_that_grew_old() {
     }));
     let n = assert_verifies(&daemon, "aged", &root, dir.path());
     assert!(n >= 1, "the chain has no rotation boundary");
+}
+
+/// Producers drive the signature count: with a minimum interval, appending
+/// fast cannot make the daemon rotate (and grow its key history) with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producers_cannot_rotate_faster_than_the_minimum_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_with_config(
+        dir.path(),
+        "[rotation]\nmax_signatures = 10\ncheck_seconds = 1\nmin_interval_seconds = 3600\n",
+    );
+    append_many(&daemon.endpoint, &["sched-0"], 300, 4).await;
+    // The first limit reached rotates once; thirty more are held back.
+    assert!(
+        wait_until(Duration::from_secs(30), || directory_keys(&daemon.endpoint)
+            .len()
+            == 2
+            && !pending_in_keys_json(&daemon)),
+        "the first scheduled rotation did not happen"
+    );
+    append_many(&daemon.endpoint, &["sched-0"], 100, 4).await;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        directory_keys(&daemon.endpoint).len(),
+        2,
+        "rotated again within the interval"
+    );
 }
