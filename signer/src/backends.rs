@@ -35,10 +35,17 @@ pub fn open_backend(config: &Config) -> Result<Arc<dyn Backend>, Error> {
                 .unwrap_or_else(|| config.data_dir.join("seeds"));
             Ok(Arc::new(SoftwareBackend::open(dir)?))
         }
-        BackendConfig::Pkcs11 { .. } => pkcs11(&config.backend),
-        BackendConfig::Yubihsm { .. } => yubihsm(&config.backend),
-        BackendConfig::Tpm { .. } => tpm(config),
+        BackendConfig::Pkcs11 { .. } => pkcs11(&config.backend).map(|b| with_deadline(b, config)),
+        BackendConfig::Yubihsm { .. } => yubihsm(&config.backend).map(|b| with_deadline(b, config)),
+        BackendConfig::Tpm { .. } => tpm(config).map(|b| with_deadline(b, config)),
     }
+}
+
+/// A device can hang instead of failing: its calls get a deadline (the
+/// software backend, in memory, needs none).
+fn with_deadline(backend: Arc<dyn Backend>, config: &Config) -> Arc<dyn Backend> {
+    let limit = std::time::Duration::from_millis(config.token_deadline_ms.max(1));
+    Arc::new(crate::deadline::Deadline::new(backend, limit))
 }
 
 /// The refusal for a backend this build lacks.

@@ -54,6 +54,9 @@ pub struct Config {
     /// verifiers can refuse a stale one (`sigil verify
     /// --directory-max-age`, default one day).
     pub directory_resign_seconds: u64,
+    /// Milliseconds a token call (sign, find, liveness check) may take before
+    /// it answers `UNAVAILABLE`; a hung token then holds no chain.
+    pub token_deadline_ms: u64,
     /// Seconds between token liveness checks (which also keep device
     /// sessions from idling out); gRPC health follows the result.
     pub token_check_seconds: u64,
@@ -112,6 +115,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
+            token_deadline_ms: 5000,
             sign_digest_with_chain_key: false,
             keep_revoked: false,
             admin_socket: None,

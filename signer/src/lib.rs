@@ -11,6 +11,7 @@ pub mod backends;
 pub mod bench;
 pub mod chain;
 pub mod config;
+pub mod deadline;
 mod error;
 pub mod failpoint;
 pub mod http;
