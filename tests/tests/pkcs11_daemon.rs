@@ -273,7 +273,10 @@ async fn an_env_pin_is_scrubbed_and_core_dumps_are_off() {
     );
     // /proc shows the original environment block: the name stays there,
     // its value is overwritten.
-    assert!(environ.contains("SIGIL_PIN=\0"), "the value was not overwritten");
+    assert!(
+        environ.contains("SIGIL_PIN=\0"),
+        "the value was not overwritten"
+    );
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid())).unwrap();
     let core = limits
         .lines()
