@@ -1,8 +1,18 @@
-//! Crash points for the crash-safety tests: when the environment variable
-//! `SIGIL_CRASH_AT` names a point, the daemon kills itself with SIGKILL
-//! there, exactly as a crash or `kill -9` would. Unset, each point is one
-//! comparison.
+//! Crash and fault points for the crash-safety and fault tests.
+//!
+//! When the environment variable `SIGIL_CRASH_AT` names a point, the daemon
+//! kills itself with SIGKILL there, exactly as a crash or `kill -9` would.
+//!
+//! When `SIGIL_FAIL_AT` lists a point (comma-separated), the I/O there
+//! fails with EIO instead of running, as a failing disk would; with
+//! `SIGIL_FAIL_WHILE=PATH` only while `PATH` exists, so a test arms and
+//! disarms the fault by creating and removing a file. The points:
+//! `store.write` (a chain append's write), `store.sync` (its fdatasync,
+//! after the write) and `store.cut_back` (cutting a failed append back).
+//!
+//! Unset, each point is one comparison.
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// Kills the process if `SIGIL_CRASH_AT` is `name`.
@@ -19,4 +29,31 @@ pub fn hit(name: &str) {
             libc::kill(libc::getpid(), libc::SIGKILL);
         }
     }
+}
+
+struct Faults {
+    points: Vec<String>,
+    armed_while: Option<PathBuf>,
+}
+
+/// Fails with EIO if `SIGIL_FAIL_AT` lists `name` (and, with
+/// `SIGIL_FAIL_WHILE`, its file exists); otherwise does nothing.
+pub fn io(name: &str) -> std::io::Result<()> {
+    static FAULTS: OnceLock<Option<Faults>> = OnceLock::new();
+    let faults = FAULTS.get_or_init(|| {
+        let points = std::env::var("SIGIL_FAIL_AT").ok()?;
+        Some(Faults {
+            points: points.split(',').map(|p| p.trim().to_owned()).collect(),
+            armed_while: std::env::var_os("SIGIL_FAIL_WHILE").map(PathBuf::from),
+        })
+    });
+    let Some(f) = faults else {
+        return Ok(());
+    };
+    let armed = f.armed_while.as_ref().is_none_or(|p| p.exists());
+    if armed && f.points.iter().any(|p| p == name) {
+        eprintln!("sigild: fault point {name} (SIGIL_FAIL_AT)");
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    Ok(())
 }

@@ -120,7 +120,20 @@ impl Chains {
     }
 
     /// Resumes every chain file in the directory with a restart open.
+    /// A chain that cannot be resumed is logged and left to answer
+    /// UNAVAILABLE with why; the others start. Returns how many resumed.
     pub async fn resume_all(&self) -> Result<usize, Error> {
+        // Every chain file is opened through this directory: one that is a
+        // symlink would put the chains wherever it points.
+        let meta = std::fs::symlink_metadata(&self.dir)
+            .map_err(|e| Error::io(format!("inspecting {}", self.dir.display()), e))?;
+        if meta.file_type().is_symlink() {
+            return Err(Error::Config(format!(
+                "{} is a symbolic link: sigild refuses symlinks in its data dir \
+                 (put the directory itself there)",
+                self.dir.display()
+            )));
+        }
         let mut names = Vec::new();
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
@@ -134,15 +147,17 @@ impl Chains {
             }
         }
         names.sort();
+        let mut resumed = 0;
         for name in &names {
             // Every chain, ledgers included, is signed by the chain key.
             let h = self.get(name, &self.default_key.clone()).await?;
-            let (tx, rx) = oneshot::channel();
-            h.send(Command::Open { reply: tx }).await?;
-            rx.await
-                .map_err(|_| Error::Internal(format!("chain {name} stopped while opening")))??;
+            match h.call(|reply| Command::Open { reply }).await {
+                Ok(()) => resumed += 1,
+                Err(e) => tracing::error!(chain = %name, error = %e,
+                    "chain not resumed: it answers UNAVAILABLE until this is fixed; the other chains start"),
+            }
         }
-        Ok(names.len())
+        Ok(resumed)
     }
 
     /// Ends every chain's run with a session_close; waits for each.

@@ -43,23 +43,13 @@ pub enum AppendError {
     OutcomeUnknown(Error),
 }
 
-impl AppendError {
-    /// The error that failed the append.
-    pub fn error(&self) -> &Error {
-        match self {
-            AppendError::NothingWritten(e) | AppendError::OutcomeUnknown(e) => e,
-        }
-    }
-}
-
 impl std::fmt::Display for AppendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AppendError::NothingWritten(e) => write!(f, "{e}; nothing of it was written"),
-            AppendError::OutcomeUnknown(e) => write!(
-                f,
-                "{e}; outcome unknown: what it wrote may be durable"
-            ),
+            AppendError::OutcomeUnknown(e) => {
+                write!(f, "{e}; outcome unknown: what it wrote may be durable")
+            }
         }
     }
 }
@@ -224,10 +214,26 @@ impl ChainFile {
         Ok(())
     }
 
-    /// Moves `tail`, the file's bytes after its first `keep`, into a new
-    /// file next to it, `<chain>.jsonl.cut-<unix seconds>` (never deleted),
-    /// durably, then cuts the chain to `keep`. Returns the new file's path.
-    pub fn cut_aside(&mut self, keep: u64, tail: &[u8]) -> Result<PathBuf, Error> {
+    /// A name for a file next to this one to move a damaged tail into,
+    /// `<chain>.jsonl.cut-<unix seconds>[-n]`, not taken yet.
+    pub fn aside_path(&self) -> PathBuf {
+        let secs = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut n = 0u32;
+        loop {
+            let aside = self.path.with_extension(match n {
+                0 => format!("jsonl.cut-{secs}"),
+                n => format!("jsonl.cut-{secs}-{n}"),
+            });
+            if n >= 1000 || fs::symlink_metadata(&aside).is_err() {
+                return aside;
+            }
+            n += 1;
+        }
+    }
+
+    /// Moves `tail`, the file's bytes after its first `keep`, into the new
+    /// file `aside` (never deleted), durably, then cuts the chain to `keep`.
+    pub fn cut_aside(&mut self, keep: u64, tail: &[u8], aside: &Path) -> Result<(), Error> {
         if keep.checked_add(tail.len() as u64) != Some(self.len) {
             return Err(Error::Internal(format!(
                 "{}: {} bytes to move aside after byte {keep} of {}",
@@ -236,35 +242,20 @@ impl ChainFile {
                 self.len
             )));
         }
-        let secs = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut n = 0u32;
-        let (aside, mut f) = loop {
-            let suffix = if n == 0 {
-                format!("jsonl.cut-{secs}")
-            } else {
-                format!("jsonl.cut-{secs}-{n}")
-            };
-            let aside = self.path.with_extension(suffix);
-            // create_new: never overwrites a file kept aside, nor follows
-            // a symlink.
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o640)
-                .open(&aside)
-            {
-                Ok(f) => break (aside, f),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => n += 1,
-                Err(e) => return Err(Error::io(format!("creating {}", aside.display()), e)),
-            }
-        };
+        // create_new: never overwrites a file kept aside, nor follows a
+        // symlink.
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o640)
+            .open(aside)
+            .map_err(|e| Error::io(format!("creating {}", aside.display()), e))?;
         f.write_all(tail)
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(format!("writing {}", aside.display()), e))?;
-        sync_parent(&aside)?;
+        sync_parent(aside)?;
         // Only once the copy is durable is the chain cut.
-        self.cut_to(keep)?;
-        Ok(aside)
+        self.cut_to(keep)
     }
 }
 

@@ -13,11 +13,13 @@
 //! starts with the boundary (the old key's endorsement and the new key's
 //! restart open), so no receipt is ever signed by the wrong side.
 
+mod recover;
+mod scan;
 mod seal;
 mod tail;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -26,7 +28,7 @@ use sigil_proto::timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keyring::{ActiveKey, Keyring, Revoked};
-use crate::store::ChainFile;
+use crate::store::{AppendError, ChainFile};
 use crate::Error;
 use tail::Tail;
 
@@ -185,6 +187,7 @@ pub fn spawn(
         key_name,
         keyring,
         settings,
+        refused: OnceLock::new(),
     });
     tokio::spawn(run(ctx, rx));
     ChainHandle { tx }
@@ -199,6 +202,10 @@ struct Ctx {
     key_name: String,
     keyring: Arc<Keyring>,
     settings: Arc<Settings>,
+    /// Why the chain's file cannot be resumed (damage sigild will not cut,
+    /// a signer it does not know, a symlink): every command is answered
+    /// with it, without reading the file again, until a restart.
+    refused: OnceLock<String>,
 }
 
 struct State {
@@ -306,11 +313,26 @@ impl Ctx {
         batch: Vec<Option<Command>>,
     ) -> (Option<State>, Vec<Outcome>) {
         let mut outcomes = Vec::with_capacity(batch.len());
-        let mut state = match state.map_or_else(|| self.open(), Ok) {
-            Ok(s) => s,
-            Err(e) => {
+        let opened = match (state, self.refused.get()) {
+            (Some(s), _) => Ok(s),
+            (None, Some(why)) => Err(why.clone()),
+            (None, None) => self.open().map_err(|e| {
                 tracing::error!(chain = %self.name, error = %e, "cannot open chain");
-                let msg = format!("chain {} cannot be opened: {e}", self.name);
+                let why = format!("chain {} cannot be opened: {e}", self.name);
+                if let Error::Corrupt(_) = e {
+                    let why = format!(
+                        "{why}; sigild does not append to it until it is repaired and sigild \
+                         restarted"
+                    );
+                    self.refused.get_or_init(|| why).clone()
+                } else {
+                    why
+                }
+            }),
+        };
+        let mut state = match opened {
+            Ok(s) => s,
+            Err(msg) => {
                 for cmd in batch.into_iter().flatten() {
                     outcomes.push(fail(cmd, Error::Unavailable(msg.clone())));
                 }
@@ -484,14 +506,23 @@ impl Ctx {
             }
             Err(e) => {
                 tracing::error!(chain = %self.name, error = %e, "append failed; chain will be re-read from disk");
-                let msg = format!(
-                    "chain {}: {e}; nothing of this request was written",
-                    self.name
-                );
+                let msg = match &e {
+                    AppendError::NothingWritten(e) => format!(
+                        "chain {}: {e}; nothing of this request was written",
+                        self.name
+                    ),
+                    AppendError::OutcomeUnknown(e) => format!(
+                        "chain {}: {e}; outcome unknown: the receipt may be durable; check the \
+                         chain before retrying",
+                        self.name
+                    ),
+                };
                 for o in pending {
                     outcomes.push(o.into_failed(Error::Unavailable(msg.clone())));
                 }
-                // The in-memory tail ran ahead of the file: drop it.
+                // Fail-stop: the in-memory tail ran ahead of the file, and
+                // after a failed fsync the page cache may not match the
+                // disk; the next command re-reads the chain from disk.
                 (None, outcomes)
             }
         }
@@ -523,93 +554,6 @@ impl Ctx {
                 let _ = tx.send(self.key_name.clone());
             }
         }
-    }
-
-    /// Opens the chain: a genesis on a new file, or, after cutting what was
-    /// never acknowledged, a restart open (or a rotation boundary, when the
-    /// key name moved on while the chain was closed). Durable on return.
-    fn open(&self) -> Result<State, Error> {
-        let key = self.keyring.ensure(&self.key_name)?;
-        let window = self.settings.replay_window;
-        let (fresh, recovered) = if self.path.exists() {
-            // A file without a whole line was created but its genesis never
-            // became durable (crash, token or disk error): nothing in it was
-            // ever acknowledged, so the chain starts anew in it.
-            let rec = ChainFile::recover(&self.path)?;
-            if rec.lines.iter().all(|l| l.trim().is_empty()) {
-                (Some(rec.file), None)
-            } else {
-                (None, Some(rec))
-            }
-        } else {
-            (Some(ChainFile::create(&self.path)?), None)
-        };
-        if let Some(mut file) = fresh {
-            if !file.is_empty() {
-                file.cut_to(0)?;
-            }
-            let mut tail = Tail::new(key, String::new(), window);
-            let (rec, ctrl, _) = seal::open_run(&self.name, &mut tail, &self.settings, true)?;
-            let a = seal::seal_at(self.backend(), &mut tail, rec, Some(ctrl), 0)?;
-            let mut state = State { file, tail };
-            state
-                .file
-                .append_durable(format!("{}\n", a.line).as_bytes())?;
-            crate::metrics::get().receipts(&self.name, 1);
-            tracing::info!(chain = %self.name, "chain created");
-            return Ok(state);
-        }
-        let rec =
-            recovered.ok_or_else(|| Error::Internal("chain neither new nor recovered".into()))?;
-        if rec.cut > 0 {
-            tracing::warn!(chain = %self.name, bytes = rec.cut, "cut a torn last line (never acknowledged)");
-        }
-        let scanned = match tail::scan(&rec.lines, window, |pk| {
-            self.keyring.version_with(&self.key_name, pk)
-        }) {
-            Ok(s) => s,
-            Err(tail::ScanError::ForeignKey(e)) if self.name.starts_with(LEDGER_PREFIX) => {
-                // An older sigild signed ledgers with the digest key itself;
-                // a digest key vouches for nothing, so that ledger is kept
-                // aside as it is and a new one starts under the chain key.
-                let aside = self.path.with_extension(format!(
-                    "jsonl.digest-signed-{}",
-                    time::OffsetDateTime::now_utc().unix_timestamp()
-                ));
-                drop(rec);
-                std::fs::rename(&self.path, &aside)
-                    .map_err(|e| Error::io(format!("moving {} aside", self.path.display()), e))?;
-                tracing::warn!(chain = %self.name, kept = %aside.display(), reason = %e,
-                    "ledger signed by its digest key moved aside; a new ledger starts");
-                return self.open();
-            }
-            Err(e) => return Err(Error::Corrupt(format!("{}: {e}", self.path.display()))),
-        };
-        let mut file = rec.file;
-        if scanned.keep_bytes < file.len() {
-            tracing::warn!(chain = %self.name, "cut a rotation endorsement whose boundary was never written");
-            file.cut_to(scanned.keep_bytes)?;
-        }
-        let mut state = State {
-            file,
-            tail: scanned.tail,
-        };
-        self.keyring
-            .count_signatures(&state.tail.key.id, state.tail.segment_count);
-        let mut buf = Vec::new();
-        if state.tail.key != key {
-            self.cross_boundary(&mut state.tail, &mut buf)?;
-        } else {
-            let (rec, ctrl, seq) =
-                seal::open_run(&self.name, &mut state.tail, &self.settings, false)?;
-            let a = seal::seal_at(self.backend(), &mut state.tail, rec, Some(ctrl), seq)?;
-            buf.extend_from_slice(a.line.as_bytes());
-            buf.push(b'\n');
-        }
-        state.file.append_durable(&buf)?;
-        crate::metrics::get().receipts(&self.name, 1);
-        tracing::info!(chain = %self.name, seq = state.tail.seq, "chain resumed with a restart session_open");
-        Ok(state)
     }
 
     fn check_replay(&self, tail: &Tail, record: &Map<String, Value>) -> Result<(), Error> {

@@ -245,6 +245,35 @@ pub fn revocation_record(
     m
 }
 
+/// The receipt recording that damaged lines after the last valid receipt
+/// (chain_seq `seq`, receipt hash `hash`) were moved aside at start.
+pub fn cut_record(
+    seq: u64,
+    hash: &str,
+    bytes: u64,
+    lines: usize,
+    aside: &str,
+    reason: &str,
+    settings: &Settings,
+) -> Map<String, Value> {
+    // The reason comes from the damaged bytes' parse: keep it short and
+    // printable (verifiers refuse a NUL byte in any string).
+    let reason: String = reason
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    let mut m = daemon_record("sigil://chain/cut".into(), settings);
+    m.insert(
+        "intent".into(),
+        json!(format!(
+            "moved {bytes} bytes ({lines} lines) after chain_seq {seq} (receipt hash {hash}) \
+             aside to {aside}, next to the chain file: they were never acknowledged; {reason}"
+        )),
+    );
+    m
+}
+
 /// The receipt recording a SignDigest.
 pub fn sign_digest_record(
     digest: &[u8; 32],
