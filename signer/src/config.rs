@@ -54,6 +54,9 @@ pub struct Config {
     /// verifiers can refuse a stale one (`sigil verify
     /// --directory-max-age`, default one day).
     pub directory_resign_seconds: u64,
+    /// Seconds the SIGTERM drain may take before requests still open are
+    /// cancelled; every chain is then closed (systemd kills at 30 s).
+    pub shutdown_grace_seconds: u64,
     /// Milliseconds a token call (sign, find, liveness check) may take before
     /// it answers `UNAVAILABLE`; a hung token then holds no chain.
     pub token_deadline_ms: u64,
@@ -116,6 +119,7 @@ impl Default for Config {
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
             token_deadline_ms: 5000,
+            shutdown_grace_seconds: 10,
             sign_digest_with_chain_key: false,
             keep_revoked: false,
             admin_socket: None,

@@ -22,6 +22,9 @@ pub struct Chains {
     default_key: String,
     max_chains: usize,
     map: Mutex<HashMap<String, (ChainHandle, String)>>,
+    /// Set by `close_all`: no chain is opened (or reopened) after its runs
+    /// were closed, so nothing follows a session_close.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Checks a chain name: 1 to 64 characters of `[A-Za-z0-9._-]`.
@@ -59,6 +62,7 @@ impl Chains {
             default_key,
             max_chains,
             map: Mutex::new(HashMap::new()),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -80,6 +84,9 @@ impl Chains {
 
     async fn get(&self, name: &str, key: &str) -> Result<ChainHandle, Error> {
         let mut map = self.map.lock().await;
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Unavailable("sigild is shutting down".into()));
+        }
         if let Some((h, _)) = map.get(name) {
             return Ok(h.clone());
         }
@@ -162,13 +169,12 @@ impl Chains {
 
     /// Ends every chain's run with a session_close; waits for each.
     pub async fn close_all(&self, reason: &str) {
-        let handles: Vec<(String, ChainHandle)> = self
-            .map
-            .lock()
-            .await
-            .drain()
-            .map(|(n, (h, _))| (n, h))
-            .collect();
+        let handles: Vec<(String, ChainHandle)> = {
+            let mut map = self.map.lock().await;
+            self.closing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            map.drain().map(|(n, (h, _))| (n, h)).collect()
+        };
         for (name, h) in handles {
             let (tx, rx) = oneshot::channel();
             if h.send(Command::Close {

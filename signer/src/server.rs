@@ -215,17 +215,30 @@ pub async fn run_with_backend(
     ));
     ready(grpc_addr, http_addr);
 
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
     shutdown.await;
     tracing::info!("shutting down: draining in-flight requests");
     let _ = stop_tx.send(true);
-    match grpc_task.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "gRPC server"),
-        Err(e) => tracing::error!(error = %e, "gRPC task"),
+    // Drain within a bound: a stream that sends nothing (or a request
+    // whose body never comes) must not hold the shutdown past what the
+    // service manager allows, or no session_close gets written.
+    let mut grpc_task = grpc_task;
+    match tokio::time::timeout(grace, &mut grpc_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "gRPC server"),
+        Ok(Err(e)) => tracing::error!(error = %e, "gRPC task"),
+        Err(_) => {
+            tracing::warn!(
+                seconds = grace.as_secs(),
+                "drain bound reached: cancelling the requests still open"
+            );
+            grpc_task.abort();
+        }
     }
+    // No chain opens after this, so nothing can follow a session_close.
     chains.close_all("shutdown").await;
-    let _ = http_task.await;
-    let _ = socket_task.await;
+    let _ = tokio::time::timeout(grace, http_task).await;
+    socket_task.abort();
     let _ = fs::remove_file(&socket_path);
     tracing::info!("stopped");
     Ok(())
@@ -277,7 +290,10 @@ fn spawn_token_watch(
 /// handshake, so a call without one gets a clear UNAUTHENTICATED; one from
 /// another CA fails the handshake.
 fn grpc_builder(config: &Config) -> Result<tonic::transport::Server, Error> {
-    let builder = tonic::transport::Server::builder();
+    // Keepalive pings find dead peers, so their streams do not stay open.
+    let builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
     let Some(tls) = &config.tls else {
         return Ok(builder);
     };
