@@ -79,4 +79,13 @@ pub trait Backend: Send + Sync {
     fn keepalive(&self) -> Result<(), KeyError> {
         Ok(())
     }
+
+    /// True when signatures are computed in this process with
+    /// ed25519-dalek (software, TPM-sealed seeds). The daemon checks every
+    /// other backend's signature before anything that depends on it becomes
+    /// durable: a device that returns a wrong signature must fail the
+    /// append, not the verifier later. The default is false.
+    fn signs_in_process(&self) -> bool {
+        false
+    }
 }

@@ -57,6 +57,10 @@ impl SoftwareBackend {
 }
 
 impl Backend for SoftwareBackend {
+    fn signs_in_process(&self) -> bool {
+        true
+    }
+
     fn generate(&self, id: &KeyId) -> Result<PublicKey, KeyError> {
         self.seeds.generate(id, || {
             let mut seed = Zeroizing::new([0u8; 32]);

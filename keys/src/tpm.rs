@@ -222,6 +222,10 @@ impl TpmBackend {
 }
 
 impl Backend for TpmBackend {
+    fn signs_in_process(&self) -> bool {
+        true
+    }
+
     fn generate(&self, id: &KeyId) -> Result<PublicKey, KeyError> {
         self.blobs.generate(id, || {
             let auth = self.auth_value()?;

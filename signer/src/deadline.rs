@@ -143,6 +143,10 @@ impl Backend for Deadline {
     fn keepalive(&self) -> Result<(), KeyError> {
         self.call("a liveness check", |b| b.keepalive())
     }
+
+    fn signs_in_process(&self) -> bool {
+        self.inner.signs_in_process()
+    }
 }
 
 #[cfg(test)]

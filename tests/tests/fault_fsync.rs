@@ -149,3 +149,41 @@ async fn a_failed_fsync_cut_back_says_nothing_written_and_the_chain_is_read_agai
     assert!(daemon.terminate());
     assert_verifies(&path, &root, "fs");
 }
+
+/// `sigil_key_signatures` for `keyid`, from /metrics.
+async fn signatures(daemon: &Daemon, keyid: &str) -> u64 {
+    let text = sigil_client::fetch::get(&format!("http://{}/metrics", daemon.http))
+        .await
+        .unwrap();
+    let prefix = format!("sigil_key_signatures{{keyid=\"{keyid}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A chain read again after a failed write does not count the signatures
+/// in its file twice (which would bring the next scheduled rotation early).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_chain_does_not_count_its_signatures_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let armed = dir.path().join("armed");
+    let daemon = start(&data, &armed, "store.sync");
+    let mut c = Client::connect(&daemon.endpoint).await.unwrap();
+    for i in 0..30 {
+        c.append("count", &record(i)).await.unwrap();
+    }
+    let before = signatures(&daemon, "mediator.v1").await;
+    std::fs::write(&armed, b"").unwrap();
+    failed_append(&mut c, "count", 100).await;
+    std::fs::remove_file(&armed).unwrap();
+    c.append("count", &record(101)).await.unwrap();
+    let after = signatures(&daemon, "mediator.v1").await;
+    assert!(
+        after - before < 5,
+        "the reopen counted the chain's signatures again: {before} -> {after}"
+    );
+}

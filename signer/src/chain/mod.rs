@@ -188,6 +188,7 @@ pub fn spawn(
         keyring,
         settings,
         refused: OnceLock::new(),
+        counted: std::sync::atomic::AtomicBool::new(false),
     });
     tokio::spawn(run(ctx, rx));
     ChainHandle { tx }
@@ -206,6 +207,10 @@ struct Ctx {
     /// a signer it does not know, a symlink): every command is answered
     /// with it, without reading the file again, until a restart.
     refused: OnceLock<String>,
+    /// The signatures already in the file were counted (at the first open):
+    /// a reopen after a failed write must not count them again, or the next
+    /// scheduled rotation comes early.
+    counted: std::sync::atomic::AtomicBool,
 }
 
 struct State {

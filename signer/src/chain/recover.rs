@@ -64,6 +64,10 @@ impl Ctx {
                 .file
                 .append_durable(format!("{}\n", a.line).as_bytes())?;
             crate::metrics::get().receipts(&self.name, 1);
+            // Everything this chain signs from now on is counted as it is
+            // written; a later reopen has nothing of its own to add.
+            self.counted
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             tracing::info!(chain = %self.name, "chain created");
             return Ok(state);
         }
@@ -97,8 +101,10 @@ impl Ctx {
             file: rec.file,
             tail: scanned.tail,
         };
-        self.keyring
-            .count_signatures(&state.tail.key.id, state.tail.segment_count);
+        if !self.counted.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.keyring
+                .count_signatures(&state.tail.key.id, state.tail.segment_count);
+        }
         let (kept_seq, kept_hash) = (state.tail.seq, state.tail.hash.clone());
         // Everything is signed before the file changes, so a token error
         // leaves the file as it was.

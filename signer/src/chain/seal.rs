@@ -63,6 +63,7 @@ pub fn seal_at(
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     m.sign_seconds.time(started.elapsed());
     let sig = sig?;
+    check_signature(backend, &tail.key, &receipt::digest(&canonical), &sig)?;
     let signature = format!("{SIG_PREFIX}{}", hex::encode(sig.0));
     let bytes = receipt::receipt_bytes(&canonical, &signature, &tail.key.public_hex, None);
     let hash = receipt::receipt_hash(&bytes);
@@ -91,6 +92,36 @@ pub fn seal(
 ) -> Result<Appended, Error> {
     let seq = tail.seq + 1;
     seal_at(backend, tail, ar, control, seq)
+}
+
+/// Verifies a device's signature before anything that depends on it is
+/// written (in-process signers are trusted: they are ed25519-dalek).
+fn check_signature(
+    backend: &dyn Backend,
+    key: &ActiveKey,
+    message: &[u8],
+    sig: &sigil_keys::Signature,
+) -> Result<(), Error> {
+    if backend.signs_in_process() {
+        return Ok(());
+    }
+    let ok = hex::decode(&key.public_hex)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .and_then(|pk| ed25519_dalek::VerifyingKey::from_bytes(&pk).ok())
+        .is_some_and(|vk| {
+            vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig.0))
+                .is_ok()
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Unavailable(format!(
+            "the token returned a signature that does not verify under {} ({}); nothing was \
+             written",
+            key.id, key.public_hex
+        )))
+    }
 }
 
 /// The members of a receipt the daemon writes about itself.
@@ -164,6 +195,7 @@ pub fn rotation(
         endorsement: String::new(),
     };
     let sig = backend.sign(&old.id, &e.digest())?;
+    check_signature(backend, &old, &e.digest(), &sig)?;
     e.endorsement = format!("{SIG_PREFIX}{}", hex::encode(sig.0));
     let entry = json!({
         "type": "rotation_endorsement",
