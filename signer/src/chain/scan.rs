@@ -233,10 +233,7 @@ pub fn scan(
     for l in links.iter().skip(links.len().saturating_sub(window)) {
         // Each parsed once already; read again for the replay window only.
         if let Ok(Entry::Receipt(r)) = receipt::parse_entry(&lines[l.line].text) {
-            tail.remember(
-                r.str_field("action_id").into(),
-                r.str_field("decision_phase").into(),
-            );
+            tail.remember(r.str_field("action_id"), r.str_field("decision_phase"));
         }
     }
     Ok(Scanned {

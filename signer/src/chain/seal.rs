@@ -69,12 +69,11 @@ pub fn seal_at(
     let hash = receipt::receipt_hash(&bytes);
     let line = String::from_utf8(escape_for_jsonl(&bytes))
         .map_err(|e| Error::Internal(format!("receipt is not UTF-8: {e}")))?;
-    let id = ar["action_id"].as_str().unwrap_or("").to_owned();
+    let id = ar["action_id"].as_str().unwrap_or("");
     let phase = ar
         .get("decision_phase")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
+        .unwrap_or("");
     tail.remember(id, phase);
     tail.seq = seq;
     tail.hash = hash.clone();

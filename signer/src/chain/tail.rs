@@ -31,8 +31,11 @@ pub struct Tail {
     /// follows), by public key: their last receipt's (seq, hash), which is
     /// where a revocation of that key takes effect here.
     pub ended: HashMap<String, (u64, String)>,
-    recent: VecDeque<(String, String)>,
-    recent_set: HashSet<(String, String)>,
+    /// The replay window: a fixed 32 bytes per entry whatever the ids'
+    /// length (two 16 KiB strings per entry would make a full window of a
+    /// chain hundreds of MiB).
+    recent: VecDeque<[u8; 32]>,
+    recent_set: HashSet<[u8; 32]>,
     window: usize,
 }
 
@@ -67,17 +70,16 @@ impl Tail {
 
     /// True when (`action_id`, `decision_phase`) is in the replay window.
     pub fn seen(&self, action_id: &str, phase: &str) -> bool {
-        self.recent_set
-            .contains(&(action_id.to_owned(), phase.to_owned()))
+        self.recent_set.contains(&replay_key(action_id, phase))
     }
 
     /// Adds (`action_id`, `decision_phase`) to the replay window.
-    pub fn remember(&mut self, action_id: String, phase: String) {
+    pub fn remember(&mut self, action_id: &str, phase: &str) {
         if self.window == 0 {
             return;
         }
-        let key = (action_id, phase);
-        if self.recent_set.insert(key.clone()) {
+        let key = replay_key(action_id, phase);
+        if self.recent_set.insert(key) {
             self.recent.push_back(key);
         }
         while self.recent.len() > self.window {
@@ -85,5 +87,45 @@ impl Tail {
                 self.recent_set.remove(&old);
             }
         }
+    }
+}
+
+/// SHA-256 of (`action_id`, `decision_phase`), length-prefixed so that no
+/// two pairs share a key.
+fn replay_key(action_id: &str, phase: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((action_id.len() as u64).to_be_bytes());
+    h.update(action_id.as_bytes());
+    h.update(phase.as_bytes());
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(window: usize) -> Tail {
+        let key = ActiveKey {
+            id: sigil_keys::KeyId::new("k", 1).expect("id"),
+            public_hex: String::new(),
+        };
+        Tail::new(key, String::new(), window)
+    }
+
+    #[test]
+    fn the_replay_window_keys_pairs_exactly_and_forgets_the_oldest() {
+        let mut t = tail(2);
+        let long = "i".repeat(16 * 1024);
+        t.remember(&long, "intent");
+        assert!(t.seen(&long, "intent"));
+        assert!(!t.seen(&long, "outcome"), "another phase is another action");
+        // Splitting the same bytes differently is another pair.
+        t.remember("ab", "c");
+        assert!(!t.seen("a", "bc"));
+        t.remember("x", "");
+        assert!(!t.seen(&long, "intent"), "the oldest left the window");
+        assert!(t.seen("ab", "c") && t.seen("x", ""));
+        assert_eq!(std::mem::size_of_val(&t.recent[0]), 32);
     }
 }
