@@ -211,6 +211,11 @@ pub struct ChainsConfig {
     pub queue_depth: usize,
     /// Most chains the daemon holds.
     pub max_chains: usize,
+    /// Of those, kept for SignDigest ledgers (at most half of max_chains):
+    /// producers filling the daemon must not stop SignDigest.
+    pub ledger_reserve: usize,
+    /// Chains one producer identity may create (0: no limit).
+    pub max_per_identity: usize,
     /// Recent receipts checked for a repeated action_id.
     pub replay_window: usize,
     /// `policy_hash` written into session controls.
@@ -225,6 +230,8 @@ impl Default for ChainsConfig {
             max_batch: s.max_batch,
             queue_depth: s.queue_depth,
             max_chains: 10_000,
+            ledger_reserve: 64,
+            max_per_identity: 0,
             replay_window: s.replay_window,
             policy_hash: s.policy_hash,
         }

@@ -21,7 +21,11 @@ pub struct Chains {
     settings: Arc<Settings>,
     default_key: String,
     max_chains: usize,
+    quotas: Quotas,
     map: Mutex<HashMap<String, (ChainHandle, String)>>,
+    /// Producer chains created in this run, by the identity that created
+    /// them.
+    created_by: Mutex<HashMap<String, usize>>,
     /// Set by `close_all`: no chain is opened (or reopened) after its runs
     /// were closed, so nothing follows a session_close.
     closing: std::sync::atomic::AtomicBool,
@@ -46,6 +50,16 @@ pub fn ledger_name(key: &str) -> String {
     format!("{RESERVED_PREFIX}ledger.{key}")
 }
 
+/// How the chain capacity is shared.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quotas {
+    /// Chains kept for the daemon's own ledgers: producers may fill only
+    /// `max_chains - ledger_reserve`, so SignDigest keeps working.
+    pub ledger_reserve: usize,
+    /// Chains one producer identity may create (0: no limit).
+    pub per_identity: usize,
+}
+
 impl Chains {
     /// Chains stored under `dir`, all signed by `default_key`.
     pub fn new(
@@ -61,20 +75,44 @@ impl Chains {
             settings,
             default_key,
             max_chains,
+            quotas: Quotas::default(),
             map: Mutex::new(HashMap::new()),
+            created_by: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// The producer chain `name`, created if new.
-    pub async fn producer_chain(&self, name: &str) -> Result<ChainHandle, Error> {
+    /// Shares the capacity as `quotas` says.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The producer chain `name`, created for `identity` if new.
+    pub async fn producer_chain(&self, name: &str, identity: &str) -> Result<ChainHandle, Error> {
         check_name(name)?;
         if name.starts_with(RESERVED_PREFIX) {
             return Err(Error::InvalidArgument(format!(
                 "chain: names starting with {RESERVED_PREFIX:?} are reserved for the daemon's own chains"
             )));
         }
-        self.get(name, &self.default_key).await
+        if let Some((h, _)) = self.map.lock().await.get(name) {
+            return Ok(h.clone());
+        }
+        let producer_max = self.max_chains.saturating_sub(self.quotas.ledger_reserve);
+        let mut created = self.created_by.lock().await;
+        let mine = created.get(identity).copied().unwrap_or(0);
+        if self.quotas.per_identity > 0 && mine >= self.quotas.per_identity {
+            return Err(Error::ResourceExhausted(format!(
+                "chain: {identity} may create at most {} chains",
+                self.quotas.per_identity
+            )));
+        }
+        let h = self
+            .get_within(name, &self.default_key, producer_max)
+            .await?;
+        *created.entry(identity.to_owned()).or_default() += 1;
+        Ok(h)
     }
 
     /// The ledger chain of `key`.
@@ -83,6 +121,11 @@ impl Chains {
     }
 
     async fn get(&self, name: &str, key: &str) -> Result<ChainHandle, Error> {
+        self.get_within(name, key, self.max_chains).await
+    }
+
+    /// The chain `name`, created if new and fewer than `limit` are held.
+    async fn get_within(&self, name: &str, key: &str, limit: usize) -> Result<ChainHandle, Error> {
         let mut map = self.map.lock().await;
         if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Unavailable("sigild is shutting down".into()));
@@ -90,10 +133,17 @@ impl Chains {
         if let Some((h, _)) = map.get(name) {
             return Ok(h.clone());
         }
-        if map.len() >= self.max_chains {
+        if map.len() >= limit {
+            let reserve = if limit < self.max_chains {
+                format!(
+                    " for producers ({} more kept for SignDigest ledgers)",
+                    self.max_chains - limit
+                )
+            } else {
+                String::new()
+            };
             return Err(Error::ResourceExhausted(format!(
-                "chain: the daemon already holds its maximum of {} chains",
-                self.max_chains
+                "chain: the daemon already holds its maximum of {limit} chains{reserve}"
             )));
         }
         let h = chain::spawn(

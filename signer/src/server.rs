@@ -90,13 +90,22 @@ pub async fn run_with_backend(
     let (rotate_tx, rotate_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut settings = config.settings();
     settings.rotate_requests = Some(rotate_tx);
-    let chains = Arc::new(Chains::new(
-        chains_dir,
-        keyring.clone(),
-        Arc::new(settings),
-        config.key_name.clone(),
-        config.chains.max_chains,
-    ));
+    let chains = Arc::new(
+        Chains::new(
+            chains_dir,
+            keyring.clone(),
+            Arc::new(settings),
+            config.key_name.clone(),
+            config.chains.max_chains,
+        )
+        .with_quotas(crate::registry::Quotas {
+            ledger_reserve: config
+                .chains
+                .ledger_reserve
+                .min(config.chains.max_chains / 2),
+            per_identity: config.chains.max_per_identity,
+        }),
+    );
     let resumed = chains.resume_all().await?;
     tracing::info!(chains = resumed, "chains resumed");
     let lifecycle =

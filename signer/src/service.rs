@@ -63,7 +63,7 @@ impl ReceiptService {
         caller.may_append(&req.chain)?;
         self.rate.take(&caller.id)?;
         let record = record::parse(&req.record_json, &self.limits)?;
-        let chain = self.chains.producer_chain(&req.chain).await?;
+        let chain = self.chains.producer_chain(&req.chain, &caller.id).await?;
         let (tx, rx) = oneshot::channel();
         chain.send(Command::Append { record, reply: tx }).await?;
         Ok(rx)

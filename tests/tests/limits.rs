@@ -46,7 +46,7 @@ async fn chains_beyond_the_maximum_and_oversized_messages_are_refused() {
     let config = dir.path().join("sigild.toml");
     std::fs::write(
         &config,
-        "[chains]\nmax_chains = 2\n[limits]\nmax_message_bytes = 4096\n",
+        "[chains]\nmax_chains = 2\nledger_reserve = 0\n[limits]\nmax_message_bytes = 4096\n",
     )
     .unwrap();
     let daemon = Daemon::start(
@@ -83,4 +83,60 @@ async fn chains_beyond_the_maximum_and_oversized_messages_are_refused() {
         ),
     }
     assert_eq!(std::fs::read(daemon.chain_path("one")).unwrap(), before);
+}
+
+/// Producers filling the daemon leave room for SignDigest's ledgers, and one
+/// identity cannot take every chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_capacity_keeps_room_for_ledgers_and_caps_each_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigild.toml");
+    std::fs::write(&config, "[chains]\nmax_chains = 4\nledger_reserve = 1\n").unwrap();
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut client = Client::connect(&daemon.endpoint).await.unwrap();
+    for name in ["p1", "p2", "p3"] {
+        client.append(name, &record(1)).await.unwrap();
+    }
+    match client.append("p4", &record(4)).await {
+        Err(ClientError::Status(s)) => {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(s.message().contains("kept for SignDigest ledgers"), "{s:?}");
+        }
+        other => panic!(
+            "a producer took the ledger's room: {:?}",
+            other.map(|r| r.chain)
+        ),
+    }
+    daemon.admin().await.create_key("digests").await.unwrap();
+    client.sign_digest("digests", &[9u8; 32]).await.unwrap();
+    assert!(daemon.chain_path("sigil.ledger.digests").exists());
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigild.toml");
+    std::fs::write(&config, "[chains]\nmax_per_identity = 2\n").unwrap();
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut client = Client::connect(&daemon.endpoint).await.unwrap();
+    client.append("a", &record(1)).await.unwrap();
+    client.append("b", &record(2)).await.unwrap();
+    client.append("a", &record(3)).await.unwrap();
+    match client.append("c", &record(4)).await {
+        Err(ClientError::Status(s)) => {
+            assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+            assert!(
+                s.message().contains("local may create at most 2 chains"),
+                "{s:?}"
+            );
+        }
+        other => panic!(
+            "an identity went over its quota: {:?}",
+            other.map(|r| r.chain)
+        ),
+    }
+    assert!(!daemon.chain_path("c").exists());
 }
