@@ -264,6 +264,10 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
     let mut beat = tokio::time::interval(Duration::from_secs(beat_every.max(1)));
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     beat.tick().await;
+    // Heartbeats only for a chain written since the last one: an idle
+    // chain costs no token signatures (600 idle chains would otherwise
+    // saturate a 10-signatures-a-second device).
+    let mut written = false;
     loop {
         let batch = tokio::select! {
             cmd = rx.recv() => match cmd {
@@ -279,8 +283,14 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
                     batch
                 }
             },
-            _ = beat.tick(), if beat_every > 0 && state.is_some() => vec![None],
+            _ = beat.tick(), if beat_every > 0 && state.is_some() => {
+                if !written {
+                    continue;
+                }
+                vec![None]
+            }
         };
+        written = batch.iter().any(Option::is_some);
         let closing = batch
             .iter()
             .any(|c| matches!(c, Some(Command::Close { .. })));
