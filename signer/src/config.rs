@@ -275,6 +275,11 @@ pub struct LimitsConfig {
     pub rate_per_second: f64,
     /// Burst allowed above the rate.
     pub burst: u32,
+    /// Bytes of records in flight and replies not yet read that one
+    /// AppendStream may hold; past it the stream stops reading.
+    pub stream_buffer_bytes: usize,
+    /// Concurrent gRPC streams (calls) per connection.
+    pub max_streams_per_connection: u32,
 }
 
 impl Default for LimitsConfig {
@@ -286,6 +291,8 @@ impl Default for LimitsConfig {
             max_message_bytes: 256 * 1024,
             rate_per_second: 0.0,
             burst: 1000,
+            stream_buffer_bytes: 8 << 20,
+            max_streams_per_connection: 64,
         }
     }
 }

@@ -145,7 +145,8 @@ pub async fn run_with_backend(
         config.record_limits(),
         auth.clone(),
         rate,
-    );
+    )
+    .stream_buffer_bytes(config.limits.stream_buffer_bytes);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ReceiptsServer<ReceiptService>>()
@@ -302,7 +303,8 @@ fn grpc_builder(config: &Config) -> Result<tonic::transport::Server, Error> {
     // Keepalive pings find dead peers, so their streams do not stay open.
     let builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .max_concurrent_streams(Some(config.limits.max_streams_per_connection.max(1)));
     let Some(tls) = &config.tls else {
         return Ok(builder);
     };

@@ -32,6 +32,8 @@ pub struct ReceiptService {
     limits: Limits,
     auth: Auth,
     rate: Arc<RateLimit>,
+    /// Bytes of records and replies one AppendStream may hold.
+    stream_buffer_bytes: usize,
 }
 
 impl ReceiptService {
@@ -49,7 +51,15 @@ impl ReceiptService {
             limits,
             auth,
             rate: Arc::new(rate),
+            stream_buffer_bytes: 8 << 20,
         }
+    }
+
+    /// Sets the byte budget of one AppendStream's records and unread
+    /// replies.
+    pub fn stream_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.stream_buffer_bytes = bytes;
+        self
     }
 
     /// Checks a request and queues it on its chain; the receiver yields the
@@ -139,6 +149,12 @@ impl Receipts for ReceiptService {
         let (order_tx, mut order_rx) = mpsc::channel(STREAM_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(STREAM_WINDOW);
         let svc = self.clone();
+        // Bytes of records in flight and replies not yet taken by the
+        // client: past the budget the stream stops reading (HTTP/2 flow
+        // control then holds the client), so a client that never reads its
+        // replies cannot grow the daemon's memory.
+        let budget = self.stream_buffer_bytes.max(1);
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(budget));
         // Reader: checks and queues each request without waiting for its
         // receipt, so many are in flight; order is kept by `order_tx`.
         tokio::spawn(async move {
@@ -146,14 +162,23 @@ impl Receipts for ReceiptService {
                 let req = match msg {
                     Ok(r) => r,
                     Err(status) => {
-                        let _ = order_tx.send(Err((0, status))).await;
+                        let _ = order_tx.send(Err((0, status, None))).await;
                         break;
                     }
                 };
+                // A reply is the record plus about 1 KiB of receipt.
+                let cost = (req.record_json.len() + 1024).min(budget);
+                let Ok(permit) = in_flight
+                    .clone()
+                    .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+                    .await
+                else {
+                    break;
+                };
                 let (chain, id) = (req.chain.clone(), req.correlation_id);
                 let item = match svc.submit(&caller, req).await {
-                    Ok(rx) => Ok((chain, id, rx, std::time::Instant::now())),
-                    Err(e) => Err((id, Status::from(e))),
+                    Ok(rx) => Ok((chain, id, rx, std::time::Instant::now(), permit)),
+                    Err(e) => Err((id, Status::from(e), Some(permit))),
                 };
                 if order_tx.send(item).await.is_err() {
                     break;
@@ -164,22 +189,24 @@ impl Receipts for ReceiptService {
         tokio::spawn(async move {
             while let Some(item) = order_rx.recv().await {
                 let m = crate::metrics::get();
-                let reply = match item {
-                    Ok((chain, id, rx, started)) => match finish(chain, id, rx).await {
+                let (reply, permit) = match item {
+                    Ok((chain, id, rx, started, permit)) => match finish(chain, id, rx).await {
                         Ok(r) => {
                             m.append_seconds.time(started.elapsed());
-                            reply_ok(id, r)
+                            (reply_ok(id, r), Some(permit))
                         }
-                        Err(e) => reply_err(id, Status::from(e)),
+                        Err(e) => (reply_err(id, Status::from(e)), Some(permit)),
                     },
-                    Err((id, status)) => reply_err(id, status),
+                    Err((id, status, permit)) => (reply_err(id, status), permit),
                 };
-                if out_tx.send(Ok(reply)).await.is_err() {
+                if out_tx.send((Ok(reply), permit)).await.is_err() {
                     break;
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+        // The budget is given back as the client's side takes each reply.
+        let replies = ReceiverStream::new(out_rx).map(|(reply, _permit)| reply);
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn sign_digest(
