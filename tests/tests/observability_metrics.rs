@@ -145,3 +145,31 @@ async fn request_ids_tie_a_refusal_to_its_log_line_and_no_secret_is_logged() {
         assert!(!log.contains(&hex));
     }
 }
+
+/// Logs written to a file (stderr not a terminal) carry no colour codes;
+/// `--log-format json` gives one JSON object per line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_a_file_are_plain_text_or_json() {
+    for (format, json) in [("text", false), ("json", true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let mut daemon = Daemon::start(&data, &["--log-format", format]);
+        let mut c = sigil_client::Client::connect(&daemon.endpoint)
+            .await
+            .unwrap();
+        c.append("logs", &sigil_tests::record(1)).await.unwrap();
+        assert!(daemon.terminate());
+        let log = std::fs::read_to_string(data.with_extension("sigild.log")).unwrap();
+        assert!(log.contains("signing key ready"), "{log}");
+        assert!(
+            !log.contains('\u{1b}'),
+            "{format}: colour codes in a log file:\n{log}"
+        );
+        if json {
+            for line in log.lines().filter(|l| l.starts_with('{')) {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .unwrap_or_else(|e| panic!("{e}: {line}"));
+            }
+        }
+    }
+}

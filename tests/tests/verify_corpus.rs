@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use serde_json::Value;
-use sigil_tests::{pipelock_verify_bin, sigil, vectors};
+use sigil_tests::{pipelock_verify, pipelock_verify_bin, sigil, vectors};
 
 /// The corpus README's "Verifier policy assumptions": a max age of 8760h,
 /// measured at the instant the fixtures were stamped (2026-04-15T12:00:00Z),
@@ -239,4 +239,58 @@ fn usage_errors_exit_64_and_unreadable_files_exit_2() {
     std::fs::write(&binary, [0xff, 0xfe, 0x00, 0x80]).unwrap();
     let (c, out) = code(&["verify", "chain", binary.to_str().unwrap(), "--key", key]);
     assert_eq!(c, 1, "{out}");
+}
+
+/// Where pipelock-verify 0.4.1 refuses, sigil refuses too: a receipt
+/// wrapped twice in recorder entries, and one endorsement given twice.
+#[test]
+fn what_pipelock_refuses_sigil_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = vectors().join("pipelock");
+    let receipt: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(v.join("corpus/golden/01-allow-clean-get.json")).unwrap(),
+    )
+    .unwrap();
+    let key = "890726e93f89e773fb3b4298271245a69c1884fd1003846c3358b8b65a2288fa";
+    let wrap = |r: serde_json::Value| serde_json::json!({"type": "action_receipt", "detail": r});
+    for (name, doc, accept) in [
+        ("once.json", wrap(receipt.clone()), true),
+        ("twice.json", wrap(wrap(receipt.clone())), false),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, doc.to_string()).unwrap();
+        let pl = Command::new(pipelock_verify_bin())
+            .arg(&path)
+            .args(["--key", key])
+            .output()
+            .unwrap();
+        let ours = sigil(&["verify", "receipt", path.to_str().unwrap(), "--key", key]);
+        assert_eq!(
+            pl.status.success(),
+            accept,
+            "pipelock-verify on {name}: {pl:?}"
+        );
+        assert_eq!(ours.status.success(), accept, "sigil on {name}: {ours:?}");
+    }
+
+    let chain = v.join("rotation/g1-rotated-close-count-valid.jsonl");
+    let e = v.join("rotation/g1-rotation-endorsement.json");
+    let root = "4655a7e605c12ebb00a46037881c33c5bca5eb74b45a02e8e7261a7ff5a21678";
+    let (ok, out) = pipelock_verify(&chain, root, "conformance-session", &[e.clone(), e.clone()]);
+    assert!(!ok, "pipelock-verify took one endorsement twice: {out}");
+    let ours = sigil(&[
+        "verify",
+        "chain",
+        chain.to_str().unwrap(),
+        "--key",
+        root,
+        "--session-id",
+        "conformance-session",
+        "--rotation-endorsement",
+        e.to_str().unwrap(),
+        "--rotation-endorsement",
+        e.to_str().unwrap(),
+    ]);
+    assert_eq!(ours.status.code(), Some(1), "{ours:?}");
+    assert!(String::from_utf8_lossy(&ours.stdout).contains("given twice"));
 }
