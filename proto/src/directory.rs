@@ -286,7 +286,7 @@ impl Directory {
         while let Some(next) = self
             .keys
             .iter()
-            .find(|k| k.name == current.name && k.version == current.version + 1)
+            .find(|k| k.name == current.name && Some(k.version) == current.version.checked_add(1))
         {
             let Some(e) = &next.endorsement else {
                 return bad(format!(

@@ -6,7 +6,9 @@ use time::OffsetDateTime;
 /// Formats a UTC instant in Go's RFC3339Nano form: `Z`, fractional seconds
 /// only when non-zero, trailing zeros removed.
 pub fn format(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
+    // `parse` refuses instants that have no UTC form in range; anything
+    // else built by hand is shown in its own offset rather than panic.
+    let t = t.checked_to_offset(time::UtcOffset::UTC).unwrap_or(t);
     let mut s = format!(
         "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
@@ -72,7 +74,14 @@ pub fn parse(s: &str) -> Result<OffsetDateTime, String> {
     if !ok {
         return Err(format!("{s:?} is not an RFC 3339 timestamp"));
     }
-    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("{s:?} is not a valid time: {e}"))
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("{s:?} is not a valid time: {e}"))?;
+    // 9999-12-31T23:59:59-00:01 is year 10000 in UTC: out of range for
+    // comparisons and canonical formatting, so refused here.
+    if t.checked_to_offset(time::UtcOffset::UTC).is_none() {
+        return Err(format!("{s:?} is out of range (after 9999 in UTC)"));
+    }
+    Ok(t)
 }
 
 /// True when `s` is exactly in [`format`]'s canonical UTC form.
@@ -83,6 +92,16 @@ pub fn is_canonical(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instant_past_9999_in_utc_is_refused_not_a_panic() {
+        // Found by fuzzing: parsing accepted it, formatting panicked.
+        for s in ["9999-12-31T23:59:59-00:01", "9999-12-31T23:30:00-01:00"] {
+            assert!(parse(s).unwrap_err().contains("out of range"), "{s}");
+            assert!(!is_canonical(s));
+        }
+        assert!(parse("9999-12-31T23:59:59+00:01").is_ok());
+    }
 
     #[test]
     fn go_rfc3339nano_form() {

@@ -187,3 +187,15 @@ fn the_high_water_mark_refuses_rollbacks() {
     // The state survives a round trip through its file form.
     assert_eq!(HighWater::parse(&state.to_json()).unwrap(), state);
 }
+
+#[test]
+fn a_version_at_the_end_of_u32_is_no_panic() {
+    // Found by fuzzing: the walk's `version + 1` overflowed.
+    let (mut d, [k1, _, _]) = genuine();
+    d.keys.retain(|k| k.version == 1 && k.name == "mediator");
+    d.keys[0].version = u32::MAX;
+    d.keys[0].state = KeyState::Active;
+    let d = signed(d, "mediator.v1", &k1, now());
+    let l = d.lineage(Some(&root(&k1)), &fresh()).unwrap();
+    assert_eq!(l.newest().version, u32::MAX);
+}
