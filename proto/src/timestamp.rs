@@ -78,10 +78,10 @@ pub fn parse(s: &str) -> Result<OffsetDateTime, String> {
         .map_err(|e| format!("{s:?} is not a valid time: {e}"))?;
     // 9999-12-31T23:59:59-00:01 is year 10000 in UTC: out of range for
     // comparisons and canonical formatting, so refused here.
-    if t.checked_to_offset(time::UtcOffset::UTC).is_none() {
-        return Err(format!("{s:?} is out of range (after 9999 in UTC)"));
+    match t.checked_to_offset(time::UtcOffset::UTC) {
+        Some(utc) if (1..=9999).contains(&utc.year()) => Ok(t),
+        _ => Err(format!("{s:?} is out of range (years 1 to 9999 in UTC)")),
     }
-    Ok(t)
 }
 
 /// True when `s` is exactly in [`format`]'s canonical UTC form.
@@ -101,6 +101,9 @@ mod tests {
             assert!(!is_canonical(s));
         }
         assert!(parse("9999-12-31T23:59:59+00:01").is_ok());
+        // Year 0 formatted as "-001-12-31...", which nothing parses.
+        assert!(parse("0000-01-01T00:00:00+00:01").is_err());
+        assert!(parse("0001-01-01T00:00:00Z").is_ok());
     }
 
     #[test]
