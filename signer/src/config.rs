@@ -327,6 +327,12 @@ impl Config {
                     .into(),
             ));
         }
+        let rate = self.limits.rate_per_second;
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(Error::Config(format!(
+                "limits.rate_per_second = {rate} must be a finite number, 0 or more (0: no limit)"
+            )));
+        }
         if self.directory_resign_seconds == 0 {
             return Err(Error::Config(
                 "directory_resign_seconds must be at least 1".into(),
@@ -383,6 +389,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rate_that_is_not_a_number_is_refused_not_taken_as_no_limit() {
+        for bad in ["nan", "inf", "-1.0"] {
+            let c: Config =
+                toml::from_str(&format!("[limits]\nrate_per_second = {bad}\n")).expect("parses");
+            let e = c.check().expect_err(bad).to_string();
+            assert!(e.contains("rate_per_second"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn the_example_config_parses_and_passes_its_checks() {
