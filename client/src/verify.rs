@@ -39,6 +39,9 @@ pub fn receipt(text: &str, anchor: &Anchor, policy: &Policy) -> Result<Receipt, 
                 return Err(untrusted(l, &signer));
             };
             receipt::verify(&r, Some(&signer))?;
+            if let Some((keyid, at)) = l.retired.get(&signer) {
+                chain::check_not_after_retirement(&r, keyid, *at)?;
+            }
             if let Some(rev) = l.revoked.get(&signer) {
                 // Alone, a receipt cannot show where it stands relative to
                 // the revocation, and its timestamp is the signer's word.
@@ -87,6 +90,7 @@ pub fn chain_with_progress(
                 None => return Err(Error::Chain("no receipts found".into())),
             }
             opts.revoked = l.revoked.clone();
+            opts.retired = l.retired.clone();
         }
     }
     let summary = chain::verify_with_progress(text, &opts, progress)?;

@@ -303,8 +303,8 @@ async fn verdict(
                 session_id: session_id.clone(),
                 endorsements,
                 endorsements_from_file: true,
-                revoked: Default::default(),
                 policy,
+                ..Options::default()
             };
             let progress = Progress::new(a.json);
             let result = verify::chain_with_progress(&text, opts, &anchor, &mut |done, total| {

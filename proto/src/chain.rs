@@ -32,6 +32,9 @@ pub struct Options {
     /// Revoked keys (lowercase hex): when they became untrustworthy and
     /// where their revocation took effect on each chain.
     pub revoked: HashMap<String, Revocation>,
+    /// Retired keys (lowercase hex): (keyid, when); their receipts dated
+    /// later are refused.
+    pub retired: HashMap<String, (String, OffsetDateTime)>,
     /// Stricter checks.
     pub policy: Policy,
 }
@@ -593,6 +596,9 @@ impl Walk<'_> {
                 _ => {}
             }
         }
+        if let Some((keyid, at)) = self.opts.retired.get(&r.signer_key.to_lowercase()) {
+            check_not_after_retirement(r, keyid, *at)?;
+        }
         if let Some(rev) = self.opts.revoked.get(&r.signer_key.to_lowercase()) {
             let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
             let mut why = Vec::new();
@@ -626,6 +632,25 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses a receipt of `keyid` dated after it was retired at `at`: a
+/// retired version signs nothing new, so only a thief of it would.
+pub fn check_not_after_retirement(
+    r: &Receipt,
+    keyid: &str,
+    at: OffsetDateTime,
+) -> Result<(), Error> {
+    let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+    if ts > at {
+        return Err(Error::Policy(format!(
+            "signed by {keyid} at {}, after it was retired at {}: a retired version signs \
+             nothing new",
+            r.str_field("timestamp"),
+            timestamp::format(at)
+        )));
+    }
+    Ok(())
 }
 
 /// Splits lines exactly as Python's `str.splitlines()`, which pipelock-verify

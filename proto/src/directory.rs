@@ -369,10 +369,19 @@ impl Directory {
                 },
             );
         }
+        let mut retired = HashMap::new();
+        for k in walk.iter() {
+            if let Some(at) = &k.retired {
+                let at = timestamp::parse(at)
+                    .map_err(|e| Error::Directory(format!("{} retired: {e}", k.keyid)))?;
+                retired.insert(k.public_key.clone(), (k.keyid.clone(), at));
+            }
+        }
         Ok(Lineage {
             versions: walk,
             signed_at: signed,
             revoked,
+            retired,
         })
     }
 }

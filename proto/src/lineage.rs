@@ -79,6 +79,9 @@ pub struct Lineage {
     pub signed_at: OffsetDateTime,
     /// Revoked versions by public key.
     pub revoked: HashMap<String, Revocation>,
+    /// Retired versions by public key: (keyid, when). A retired version
+    /// signs nothing new, so its receipts dated later are forgeries.
+    pub retired: HashMap<String, (String, OffsetDateTime)>,
 }
 
 impl Lineage {

@@ -72,13 +72,7 @@ async fn a_signdigest_grant_cannot_forge_receipts_or_ledgers() {
     let root = root_of(&daemon);
     append(&daemon.endpoint, "pay", 4, 0).await;
     let mut c = Client::connect(&daemon.endpoint).await.unwrap();
-    let digests = daemon
-        .admin()
-        .await
-        .create_key("digests")
-        .await
-        .unwrap()
-        .public_key;
+    let digests = daemon.create_key("digests").await;
 
     // The chain key itself is no digest oracle.
     match c.sign_digest("mediator", &[7u8; 32]).await {
@@ -148,6 +142,28 @@ async fn a_signdigest_grant_cannot_forge_receipts_or_ledgers() {
     assert_eq!(code, 0, "{msg}");
     let (ok, msg) = pipelock_verify(&path, &root, "pay", &[]);
     assert!(ok, "{msg}");
+
+    // Revoking the digest key is written on its ledger (signed by the chain
+    // key), and a new digest version takes over.
+    let r = daemon
+        .admin()
+        .await
+        .revoke_key("digests", 1, "grant leaked", "")
+        .await
+        .unwrap();
+    assert_eq!(r.chains, vec!["sigil.ledger.digests".to_owned()]);
+    assert_eq!(r.rotated_to, "digests.v2");
+    let last = chain_receipts(&ledger).pop().unwrap().1;
+    assert_eq!(last["action_record"]["verdict"], "revoked", "{last}");
+    assert!(
+        last["action_record"]["target"]
+            .as_str()
+            .unwrap()
+            .contains("digests.v1"),
+        "{last}"
+    );
+    let (code, msg) = sigil_verify_chain(&ledger, &["--key", &root, "--directory", &url]);
+    assert_eq!(code, 0, "ledger after the revocation: {msg}");
 
     // The directory says what each key is for.
     let d = directory(&daemon.endpoint).await;
@@ -491,4 +507,69 @@ async fn verify_needs_a_trust_anchor_or_says_unpinned() {
     let v: Value = serde_json::from_str(msg.trim()).unwrap();
     assert_eq!(v["valid"], false);
     assert!(v["error"].as_str().unwrap().contains("expected key"), "{v}");
+}
+
+/// An older version that was rotated out (not revoked) signs nothing new:
+/// with a copy of its seed a thief forks the chain inside its segment, or
+/// signs a lone receipt, dated after its retirement. Both are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retired_key_cannot_sign_after_its_retirement() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let root = root_of(&daemon);
+    append(&daemon.endpoint, "pay", 4, 0).await;
+    let v1 = key_from_seed(&seed_file(&daemon.data_dir, "mediator.v1"));
+    daemon.admin().await.rotate_key("").await.unwrap();
+    append(&daemon.endpoint, "pay", 2, 100).await;
+    let url = daemon.directory_url();
+    let pin = ["--key", root.as_str(), "--directory", url.as_str()];
+    let path = daemon.chain_path("pay");
+    let (code, msg) = sigil_verify_chain(&path, &pin);
+    assert_eq!(code, 0, "genuine: {msg}");
+
+    let receipts = chain_receipts(&path);
+    let last_v1 = receipts
+        .iter()
+        .map(|(_, v)| v)
+        .rfind(|v| v["signer_key"] == root.as_str())
+        .unwrap();
+    let later = sigil_proto::timestamp::now();
+    let mut sign = with_key(&v1);
+    let (forged, _) = resign(last_v1, Some(&hash_of(last_v1)), &root, &mut sign, |ar| {
+        let seq = ar["chain_seq"].as_u64().unwrap() + 1;
+        ar.insert("chain_seq".into(), Value::from(seq));
+        ar.insert("timestamp".into(), Value::from(later.as_str()));
+        ar.insert("action_id".into(), Value::from("forged-after-retirement"));
+        ar.remove("session_control");
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    // The genuine file up to v1's last receipt, then the forgery.
+    let mut fork = String::new();
+    for line in text.lines() {
+        fork.push_str(line);
+        fork.push('\n');
+        let v: Value = serde_json::from_str(line).unwrap();
+        if &v == last_v1 {
+            break;
+        }
+    }
+    fork.push_str(&forged);
+    fork.push('\n');
+    let f = write(tmp.path(), "fork.jsonl", &fork);
+    assert_refused(
+        "a fork of retired v1's segment dated after its retirement",
+        sigil_verify_chain(Path::new(&f), &pin),
+        "after it was retired",
+    );
+    let lone = write(tmp.path(), "lone.json", &forged);
+    assert_refused(
+        "a lone receipt of retired v1 dated after its retirement",
+        verify_receipt(&lone, &pin),
+        "after it was retired",
+    );
+    // A genuine v1 receipt, from before the rotation, still verifies alone.
+    let genuine = write(tmp.path(), "v1.json", &last_v1.to_string());
+    let (code, msg) = verify_receipt(&genuine, &pin);
+    assert_eq!(code, 0, "{msg}");
 }
