@@ -22,7 +22,7 @@ pub struct Chains {
     default_key: String,
     max_chains: usize,
     quotas: Quotas,
-    map: Mutex<HashMap<String, (ChainHandle, String)>>,
+    map: Mutex<HashMap<String, ChainHandle>>,
     /// Producer chains created in this run, by the identity that created
     /// them.
     created_by: Mutex<HashMap<String, usize>>,
@@ -96,9 +96,6 @@ impl Chains {
                 "chain: names starting with {RESERVED_PREFIX:?} are reserved for the daemon's own chains"
             )));
         }
-        if let Some((h, _)) = self.map.lock().await.get(name) {
-            return Ok(h.clone());
-        }
         let producer_max = self.max_chains.saturating_sub(self.quotas.ledger_reserve);
         let mut created = self.created_by.lock().await;
         let mine = created.get(identity).copied().unwrap_or(0);
@@ -108,30 +105,31 @@ impl Chains {
                 self.quotas.per_identity
             )));
         }
-        let h = self
-            .get_within(name, &self.default_key, producer_max)
-            .await?;
-        *created.entry(identity.to_owned()).or_default() += 1;
+        let (h, new) = self.get_within(name, producer_max).await?;
+        if new {
+            *created.entry(identity.to_owned()).or_default() += 1;
+        }
         Ok(h)
     }
 
     /// The ledger chain of `key`.
     pub async fn ledger(&self, key: &str) -> Result<ChainHandle, Error> {
-        self.get(&ledger_name(key), &self.default_key).await
+        self.get(&ledger_name(key)).await
     }
 
-    async fn get(&self, name: &str, key: &str) -> Result<ChainHandle, Error> {
-        self.get_within(name, key, self.max_chains).await
+    async fn get(&self, name: &str) -> Result<ChainHandle, Error> {
+        Ok(self.get_within(name, self.max_chains).await?.0)
     }
 
-    /// The chain `name`, created if new and fewer than `limit` are held.
-    async fn get_within(&self, name: &str, key: &str, limit: usize) -> Result<ChainHandle, Error> {
+    /// The chain `name`, created if new and fewer than `limit` are held;
+    /// true when it was created now.
+    async fn get_within(&self, name: &str, limit: usize) -> Result<(ChainHandle, bool), Error> {
         let mut map = self.map.lock().await;
         if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Unavailable("sigild is shutting down".into()));
         }
-        if let Some((h, _)) = map.get(name) {
-            return Ok(h.clone());
+        if let Some(h) = map.get(name) {
+            return Ok((h.clone(), false));
         }
         if map.len() >= limit {
             let reserve = if limit < self.max_chains {
@@ -149,23 +147,26 @@ impl Chains {
         let h = chain::spawn(
             name.to_owned(),
             self.dir.join(format!("{name}.jsonl")),
-            key.to_owned(),
+            self.default_key.clone(),
             self.keyring.clone(),
             self.settings.clone(),
         );
-        map.insert(name.to_owned(), (h.clone(), key.to_owned()));
-        Ok(h)
+        map.insert(name.to_owned(), h.clone());
+        Ok((h, true))
     }
 
-    /// Every open chain signed by key name `key`, by name.
+    /// The open chains that record the lifecycle of key name `key`, by
+    /// name: every chain for the chain key (it signs them all), the key's
+    /// own ledger for a digest key.
     pub async fn chains_of_key(&self, key: &str) -> Vec<(String, ChainHandle)> {
+        let ledger = ledger_name(key);
         let mut v: Vec<_> = self
             .map
             .lock()
             .await
             .iter()
-            .filter(|(_, (_, k))| k == key)
-            .map(|(n, (h, _))| (n.clone(), h.clone()))
+            .filter(|(n, _)| key == self.default_key || **n == ledger)
+            .map(|(n, h)| (n.clone(), h.clone()))
             .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
@@ -207,7 +208,7 @@ impl Chains {
         let mut resumed = 0;
         for name in &names {
             // Every chain, ledgers included, is signed by the chain key.
-            let h = self.get(name, &self.default_key.clone()).await?;
+            let h = self.get(name).await?;
             match h.call(|reply| Command::Open { reply }).await {
                 Ok(()) => resumed += 1,
                 Err(e) => tracing::error!(chain = %name, error = %e,
@@ -223,7 +224,7 @@ impl Chains {
             let mut map = self.map.lock().await;
             self.closing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
-            map.drain().map(|(n, (h, _))| (n, h)).collect()
+            map.drain().collect()
         };
         for (name, h) in handles {
             let (tx, rx) = oneshot::channel();

@@ -424,6 +424,16 @@ impl Daemon {
             .expect("admin socket")
     }
 
+    /// Creates key name `name` over the admin socket; its public key.
+    pub async fn create_key(&self, name: &str) -> String {
+        self.admin()
+            .await
+            .create_key(name)
+            .await
+            .expect("keys create")
+            .public_key
+    }
+
     /// URL of the HTTP key directory.
     pub fn directory_url(&self) -> String {
         format!(

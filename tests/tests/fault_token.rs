@@ -61,6 +61,7 @@ async fn a_hung_token_answers_unavailable_and_writes_nothing() {
             Err(ClientError::Status(s)) => {
                 assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}");
                 assert!(s.message().contains("did not answer"), "{s:?}");
+                assert!(s.message().contains("within 300 ms"), "{s:?}");
             }
             other => panic!("an append on a hung token: {other:?}"),
         }

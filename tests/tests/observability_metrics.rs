@@ -173,3 +173,33 @@ async fn logs_to_a_file_are_plain_text_or_json() {
         }
     }
 }
+
+/// A SignDigest counts one signature for the digest key (the digest) and
+/// one for the chain key (the ledger receipt), so `max_signatures` rotates
+/// each on its own count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signatures_are_counted_against_the_key_that_made_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    daemon.create_key("digests").await;
+    let mut c = sigil_client::Client::connect(&daemon.endpoint)
+        .await
+        .unwrap();
+    for i in 0..3u8 {
+        c.sign_digest("digests", &[i; 32]).await.unwrap();
+    }
+    let text = sigil_client::fetch::get(&format!("http://{}/metrics", daemon.http))
+        .await
+        .unwrap();
+    let count = |keyid: &str| -> u64 {
+        let prefix = format!("sigil_key_signatures{{keyid=\"{keyid}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(count("digests.v1"), 3);
+    assert_eq!(count("mediator.v1"), 3, "the ledger's three receipts");
+}

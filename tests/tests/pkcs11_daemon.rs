@@ -209,20 +209,8 @@ async fn two_daemons_on_one_token_never_share_a_key() {
     assert_ne!(root_a, root_b, "B adopted A's chain key");
 
     let mut cb = sigil_client::Client::connect(&b.endpoint).await.unwrap();
-    let da = a
-        .admin()
-        .await
-        .create_key("digests")
-        .await
-        .unwrap()
-        .public_key;
-    let db = b
-        .admin()
-        .await
-        .create_key("digests")
-        .await
-        .unwrap()
-        .public_key;
+    let da = a.create_key("digests").await;
+    let db = b.create_key("digests").await;
     assert_ne!(da, db, "B's keys create adopted A's digest key");
     let signed = cb.sign_digest("digests", &[3u8; 32]).await.unwrap();
     assert_eq!(signed.signer_key, db);

@@ -362,6 +362,7 @@ impl Ctx {
             buf.push(b'\n');
         };
         let mut signed = 0u64;
+        let mut digest_signed: Vec<ActiveKey> = Vec::new();
         let key_at_start = state.tail.key.clone();
         if let Err(e) = self.cross_boundary(&mut state.tail, &mut buf) {
             let msg = format!(
@@ -433,6 +434,9 @@ impl Ctx {
                         .sign(&key.id, &digest)
                         .map_err(Error::from)
                         .and_then(|sig| {
+                            // The caller relies on this signature most of all.
+                            let hex_sig = format!("ed25519:{}", hex::encode(sig.0));
+                            seal::check_signature(self.backend(), &key, &digest, &hex_sig)?;
                             let ledger = seal::seal(
                                 self.backend(),
                                 t,
@@ -448,7 +452,10 @@ impl Ctx {
                     match r {
                         Ok(s) => {
                             push(&mut buf, &s.ledger.line);
-                            signed += 2;
+                            // The ledger receipt is the chain key's; the
+                            // digest signature is the digest key's.
+                            signed += 1;
+                            digest_signed.push(s.key.clone());
                             pending.push(Outcome::Signed(reply, Ok(s)));
                         }
                         Err(e) => outcomes.push(Outcome::Signed(reply, Err(e))),
@@ -516,6 +523,10 @@ impl Ctx {
                 }
                 self.keyring.count_signatures(&state.tail.key.id, signed);
                 self.maybe_request_rotation(&state.tail.key);
+                for k in &digest_signed {
+                    self.keyring.count_signatures(&k.id, 1);
+                    self.maybe_request_rotation(k);
+                }
                 outcomes.extend(pending);
                 (Some(state), outcomes)
             }
@@ -566,7 +577,7 @@ impl Ctx {
         let max = self.settings.max_signatures;
         if max > 0 && self.keyring.signatures(&key.id) >= max {
             if let Some(tx) = &self.settings.rotate_requests {
-                let _ = tx.send(self.key_name.clone());
+                let _ = tx.send(key.id.name().to_owned());
             }
         }
     }

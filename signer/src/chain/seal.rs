@@ -58,13 +58,13 @@ pub fn seal_at(
     let started = std::time::Instant::now();
     m.token_in_use
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let sig = backend.sign(&tail.key.id, &receipt::digest(&canonical));
+    let digest = receipt::digest(&canonical);
+    let sig = backend.sign(&tail.key.id, &digest);
     m.token_in_use
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     m.sign_seconds.time(started.elapsed());
-    let sig = sig?;
-    check_signature(backend, &tail.key, &receipt::digest(&canonical), &sig)?;
-    let signature = format!("{SIG_PREFIX}{}", hex::encode(sig.0));
+    let signature = format!("{SIG_PREFIX}{}", hex::encode(sig?.0));
+    check_signature(backend, &tail.key, &digest, &signature)?;
     let bytes = receipt::receipt_bytes(&canonical, &signature, &tail.key.public_hex, None);
     let hash = receipt::receipt_hash(&bytes);
     let line = String::from_utf8(escape_for_jsonl(&bytes))
@@ -93,34 +93,25 @@ pub fn seal(
     seal_at(backend, tail, ar, control, seq)
 }
 
-/// Verifies a device's signature before anything that depends on it is
-/// written (in-process signers are trusted: they are ed25519-dalek).
-fn check_signature(
+/// Checks a device's signature (`ed25519:` + hex) before anything that
+/// depends on it is written; in-process signers are ed25519-dalek itself.
+pub fn check_signature(
     backend: &dyn Backend,
     key: &ActiveKey,
     message: &[u8],
-    sig: &sigil_keys::Signature,
+    signature: &str,
 ) -> Result<(), Error> {
     if backend.signs_in_process() {
         return Ok(());
     }
-    let ok = hex::decode(&key.public_hex)
-        .ok()
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .and_then(|pk| ed25519_dalek::VerifyingKey::from_bytes(&pk).ok())
-        .is_some_and(|vk| {
-            vk.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig.0))
-                .is_ok()
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Unavailable(format!(
+    sigil_proto::directory::verify_sig(&key.public_hex, message, signature).map_err(|_| {
+        Error::Unavailable(format!(
             "the token returned a signature that does not verify under {} ({}); nothing was \
-             written",
+             written. Check that the token still holds the key keys.json records (sigil keys \
+             list): a re-initialised token or another object under the same label does this",
             key.id, key.public_hex
-        )))
-    }
+        ))
+    })
 }
 
 /// The members of a receipt the daemon writes about itself.
@@ -193,9 +184,12 @@ pub fn rotation(
         rotated_at: rotated_at.clone(),
         endorsement: String::new(),
     };
-    let sig = backend.sign(&old.id, &e.digest())?;
-    check_signature(backend, &old, &e.digest(), &sig)?;
-    e.endorsement = format!("{SIG_PREFIX}{}", hex::encode(sig.0));
+    let digest = e.digest();
+    e.endorsement = format!(
+        "{SIG_PREFIX}{}",
+        hex::encode(backend.sign(&old.id, &digest)?.0)
+    );
+    check_signature(backend, &old, &digest, &e.endorsement)?;
     let entry = json!({
         "type": "rotation_endorsement",
         "ts": rotated_at,
