@@ -198,7 +198,7 @@ fn connect_error(endpoint: &str, source: tonic::transport::Error) -> ClientError
 
 /// Whether `endpoint` is https; refuses what is neither `http://HOST[:PORT]`
 /// nor `https://HOST[:PORT]`, which tonic would accept and then fail on.
-fn endpoint_is_https(endpoint: &str) -> Result<bool, ClientError> {
+pub fn endpoint_is_https(endpoint: &str) -> Result<bool, ClientError> {
     let bad = || ClientError::Endpoint(endpoint.to_owned());
     let uri: tonic::transport::Uri = endpoint.parse().map_err(|_| bad())?;
     let https = match uri.scheme_str() {

@@ -303,7 +303,7 @@ async fn sign_digest(target: &Target, key: &str, digest: &str) -> Result<(), Cli
 
 async fn keys(target: &Target, cmd: KeysCommand) -> Result<(), ClientError> {
     // Without TLS, KeyAdmin answers only on the daemon's Unix socket.
-    let mut client = if target.endpoint.starts_with("https://") {
+    let mut client = if sigil_client::endpoint_is_https(&target.endpoint)? {
         connect(target).await?
     } else {
         Client::connect_admin_socket(&target.admin_socket).await?

@@ -59,14 +59,10 @@ pub fn receipt(text: &str, anchor: &Anchor, policy: &Policy) -> Result<Receipt, 
     Ok(r)
 }
 
-/// Verifies a chain file against `anchor`. With a lineage, the chain may
-/// start at any of its versions; every segment's key must be a version of
-/// the lineage, versions only go up, and revocations apply.
-pub fn chain(text: &str, opts: Options, anchor: &Anchor) -> Result<Summary, Error> {
-    chain_with_progress(text, opts, anchor, &mut |_, _| {})
-}
-
-/// [`chain`], reporting `progress(done, total)` as it goes.
+/// Verifies a chain file against `anchor`, reporting `progress(done,
+/// total)` as it goes. With a lineage, the chain may start at any of its
+/// versions; every segment's key must be a version of the lineage,
+/// versions only go up, and revocations and retirements apply.
 pub fn chain_with_progress(
     text: &str,
     mut opts: Options,
@@ -121,9 +117,4 @@ fn untrusted(l: &Lineage, key: &str) -> Error {
         ),
         found: key.to_owned(),
     }
-}
-
-/// Default policy for `sigil verify`.
-pub fn default_policy() -> Policy {
-    Policy::default()
 }

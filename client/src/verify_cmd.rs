@@ -104,7 +104,7 @@ fn policy(p: &PolicyArgs) -> Result<Policy, String> {
     let mut policy = if p.pipelock_compatible {
         Policy::pipelock()
     } else {
-        verify::default_policy()
+        Policy::default()
     };
     policy.max_age = p.max_age_hours.map(time::Duration::hours);
     policy.forbid_reversal = p.forbid_reversal;

@@ -65,11 +65,6 @@ impl KeyId {
         Ok(self)
     }
 
-    /// The namespace, if any.
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
-    }
-
     /// The key name shared by all versions.
     pub fn name(&self) -> &str {
         &self.name

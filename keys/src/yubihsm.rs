@@ -54,7 +54,7 @@ pub enum YubiHsmConnection {
         /// Connect, read and write timeout in milliseconds.
         timeout_ms: u64,
     },
-    /// Direct USB (feature `usb`); `serial` picks one of several devices.
+    /// Direct USB (feature `yubihsm-usb`); `serial` picks one of several devices.
     #[cfg(feature = "yubihsm-usb")]
     Usb {
         /// Device serial number, if more than one is attached.

@@ -546,8 +546,10 @@ impl Walk<'_> {
     fn policies(&mut self, line: usize, r: &Receipt, seq: u64, hash: &str) -> Result<(), Error> {
         let policy = &self.opts.policy;
         check_policy(r, policy)?;
+        // Parsed once for the time order, retirement and revocation rules.
+        let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+        let signer = r.signer_key.to_lowercase();
         if policy.monotonic_time {
-            let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
             if let Some(prev) = self.prev_time.filter(|p| ts < *p) {
                 return Err(Error::Policy(format!(
                     "timestamp {} is earlier than the previous receipt's {}: time never goes \
@@ -596,11 +598,10 @@ impl Walk<'_> {
                 _ => {}
             }
         }
-        if let Some((keyid, at)) = self.opts.retired.get(&r.signer_key.to_lowercase()) {
-            check_not_after_retirement(r, keyid, *at)?;
+        if let Some((keyid, at)) = self.opts.retired.get(&signer) {
+            not_after_retirement(ts, r.str_field("timestamp"), keyid, *at)?;
         }
-        if let Some(rev) = self.opts.revoked.get(&r.signer_key.to_lowercase()) {
-            let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+        if let Some(rev) = self.opts.revoked.get(&signer) {
             let mut why = Vec::new();
             if ts >= rev.compromised_since {
                 why.push(format!(
@@ -642,11 +643,19 @@ pub fn check_not_after_retirement(
     at: OffsetDateTime,
 ) -> Result<(), Error> {
     let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+    not_after_retirement(ts, r.str_field("timestamp"), keyid, at)
+}
+
+fn not_after_retirement(
+    ts: OffsetDateTime,
+    shown: &str,
+    keyid: &str,
+    at: OffsetDateTime,
+) -> Result<(), Error> {
     if ts > at {
         return Err(Error::Policy(format!(
-            "signed by {keyid} at {}, after it was retired at {}: a retired version signs \
-             nothing new",
-            r.str_field("timestamp"),
+            "signed by {keyid} at {shown}, after it was retired at {}: a retired version \
+             signs nothing new",
             timestamp::format(at)
         )));
     }

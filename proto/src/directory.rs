@@ -231,14 +231,6 @@ impl Directory {
         Ok(Sha256::digest(jcs::canonicalize(&value)?).into())
     }
 
-    /// Checks the document against a pinned root key and returns the
-    /// signer's keyid; see [`Directory::lineage`] for the rules. Ages are
-    /// not checked here.
-    pub fn verify(&self, pinned_root: &str) -> Result<String, Error> {
-        self.lineage(Some(pinned_root), &Freshness::any())
-            .map(|l| l.newest().keyid.clone())
-    }
-
     /// The chain key's lineage this document proves, walked from `root`
     /// (lowercase hex; `None`: the directory's own first chain version,
     /// which is trust on fetch):

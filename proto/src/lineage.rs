@@ -142,7 +142,12 @@ impl HighWater {
     /// signed earlier, a known version missing or with another key, a
     /// revocation dropped or loosened. Otherwise remembers it.
     pub fn advance(&mut self, lineage: &Lineage) -> Result<(), Error> {
-        let bad = |m: String| Err(Error::Directory(format!("rolled back: {m}")));
+        let bad = |m: String| {
+            Err(Error::Directory(format!(
+                "rolled back: {m}. If the change is genuine (checked out of band), remove this \
+                 root from the --state file"
+            )))
+        };
         let root = lineage.root().public_key.clone();
         let new = Seen {
             signed_at: timestamp::format(lineage.signed_at),

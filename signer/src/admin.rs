@@ -70,7 +70,11 @@ impl AdminService {
                     .and_then(|i| i.peer_cred)
                     .map(|c| c.uid())
                     .ok_or_else(|| {
-                        Error::Unauthenticated("the peer's credentials are unknown".into())
+                        Error::Unauthenticated(
+                            "the peer's credentials are unknown: connect through the admin \
+                             Unix socket (sigil keys --admin-socket PATH)"
+                                .into(),
+                        )
                     })?;
                 if allowed.contains(&uid) {
                     Ok(())

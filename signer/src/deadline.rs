@@ -96,7 +96,9 @@ impl Deadline {
                 // the next call.
                 self.spawn_worker();
                 Err(unavailable(format!(
-                    "the token did not answer {what} within {} ms",
+                    "the token did not answer {what} within {} ms; check the device or its \
+                     connector (sigild's health goes NOT_SERVING while it stays so), or raise \
+                     token_deadline_ms for a slow token",
                     self.limit.as_millis()
                 )))
             }

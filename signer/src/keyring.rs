@@ -196,7 +196,7 @@ impl Keyring {
         let resumed = self.lock_meta()?.generating.contains(&label);
         if !resumed {
             self.lock_meta()?.generating.push(label.clone());
-            self.update(|_| {})?;
+            self.persist(|_| {})?;
         }
         let public = match self.backend.generate(&id) {
             Ok(pk) => pk,
@@ -206,11 +206,13 @@ impl Keyring {
                 .ok_or_else(|| Error::Internal(format!("{id} exists yet cannot be found")))?,
             Err(e) => {
                 self.lock_meta()?.generating.retain(|l| l != &label);
-                self.update(|_| {})?;
+                self.persist(|_| {})?;
                 return Err(match e {
                     KeyError::AlreadyExists { .. } => Error::AlreadyExists(format!(
                         "key: the backend already holds an object labelled {label} that this \
-                         data dir did not generate; refusing to adopt it"
+                         data dir did not generate; refusing to adopt it. Another sigild (or a \
+                         copied data dir) owns it: use another token or seed dir, or remove \
+                         that object if it is yours and unused"
                     )),
                     e => e.into(),
                 });
@@ -557,6 +559,13 @@ impl Keyring {
     /// its signing key) are never blocked behind the file's fsync, only
     /// behind the swap.
     fn update(&self, f: impl FnOnce(&mut Vec<Record>)) -> Result<(), Error> {
+        self.persist(f)?;
+        self.publish()
+    }
+
+    /// [`Keyring::update`] without re-signing the directory: for changes
+    /// the directory does not show (generation intents).
+    fn persist(&self, f: impl FnOnce(&mut Vec<Record>)) -> Result<(), Error> {
         {
             let _one_writer = self
                 .updating
@@ -580,7 +589,7 @@ impl Keyring {
                 .write()
                 .map_err(|_| Error::Internal("key records lock poisoned".into()))? = next;
         }
-        self.publish()
+        Ok(())
     }
 }
 

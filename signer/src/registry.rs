@@ -96,6 +96,10 @@ impl Chains {
                 "chain: names starting with {RESERVED_PREFIX:?} are reserved for the daemon's own chains"
             )));
         }
+        // An existing chain is no new chain: quotas apply to creation only.
+        if let Some(h) = self.map.lock().await.get(name) {
+            return Ok(h.clone());
+        }
         let producer_max = self.max_chains.saturating_sub(self.quotas.ledger_reserve);
         let mut created = self.created_by.lock().await;
         let mine = created.get(identity).copied().unwrap_or(0);

@@ -2,6 +2,8 @@
 //! process environment (which children inherit and `/proc/PID/environ`
 //! shows) once a PIN or password has been read from it.
 
+use sigil_keys::SecretSource;
+
 use crate::config::{BackendConfig, Config};
 
 /// Turns core dumps off for this process: a dump of sigild would hold PINs,
@@ -27,17 +29,32 @@ pub fn no_core_dumps() -> std::io::Result<()> {
 /// The environment variables the configured backend reads secrets from
 /// (`env:VAR` sources).
 pub fn env_sources(config: &Config) -> Vec<String> {
-    let env = |source: &str| source.strip_prefix("env:").map(str::to_owned);
+    // The backends' own parsers, so that what is scrubbed is exactly what
+    // they read (a percent-encoded `env%3AVAR` included).
+    let env = |source: &str| match SecretSource::parse(source, "config") {
+        Ok(SecretSource::Env(var)) => Some(var),
+        _ => None,
+    };
     match &config.backend {
         BackendConfig::Software { .. } => Vec::new(),
-        BackendConfig::Pkcs11 { uri, .. } => uri
-            .split(['?', '&', ';'])
-            .filter_map(|kv| kv.strip_prefix("pin-source="))
-            .filter_map(env)
-            .collect(),
+        BackendConfig::Pkcs11 { uri, .. } => pkcs11_pin_env(uri).into_iter().collect(),
         BackendConfig::Yubihsm { password, .. } => env(password).into_iter().collect(),
         BackendConfig::Tpm { auth, .. } => auth.as_deref().and_then(env).into_iter().collect(),
     }
+}
+
+#[cfg(feature = "pkcs11")]
+fn pkcs11_pin_env(uri: &str) -> Option<String> {
+    match sigil_keys::pkcs11::Pkcs11Config::from_uri(uri).ok()?.pin {
+        SecretSource::Env(var) => Some(var),
+        SecretSource::File(_) => None,
+    }
+}
+
+#[cfg(not(feature = "pkcs11"))]
+fn pkcs11_pin_env(_: &str) -> Option<String> {
+    // Without PKCS#11 support the backend never opens, so nothing was read.
+    None
 }
 
 /// Overwrites each variable's value in place and removes it, once the
@@ -78,6 +95,10 @@ mod tests {
             (
                 "[backend]\nkind = \"pkcs11\"\nuri = \"pkcs11:token=t?module-path=/m.so&pin-source=file:/p\"\n",
                 vec![],
+            ),
+            (
+                "[backend]\nkind = \"pkcs11\"\nuri = \"pkcs11:token=t?module-path=/m.so&pin-source=env%3AENC_PIN\"\n",
+                vec!["ENC_PIN"],
             ),
             (
                 "[backend]\nkind = \"yubihsm\"\nauth_key_id = 1\npassword = \"env:YH_PASS\"\n",
