@@ -9,6 +9,7 @@ use sigil_proto::endorsement::Endorsement;
 use sigil_proto::receipt::{self, Entry};
 
 mod docs;
+mod root_pin;
 mod verify_cmd;
 
 use verify_cmd::{VerifyCommand, RUNTIME, USAGE, VALID};

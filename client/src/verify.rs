@@ -42,6 +42,9 @@ pub fn receipt(text: &str, anchor: &Anchor, policy: &Policy) -> Result<Receipt, 
             if let Some((keyid, at)) = l.retired.get(&signer) {
                 chain::check_not_after_retirement(&r, keyid, *at)?;
             }
+            if let Some(w) = l.windows.get(&signer) {
+                chain::check_window(&r, w)?;
+            }
             if let Some(rev) = l.revoked.get(&signer) {
                 // Alone, a receipt cannot show where it stands relative to
                 // the revocation, and its timestamp is the signer's word.
@@ -87,6 +90,7 @@ pub fn chain_with_progress(
             }
             opts.revoked = l.revoked.clone();
             opts.retired = l.retired.clone();
+            opts.windows = l.windows.clone();
         }
     }
     let summary = chain::verify_with_progress(text, &opts, progress)?;
@@ -104,11 +108,25 @@ pub fn chain_with_progress(
             }
             last = v.version;
         }
+        if let Some(speaker) = l.speaker_version {
+            if last > speaker {
+                return Err(Error::Root(format!(
+                    "the chain holds version {last}, newer than version {speaker} that signed \
+                     the directory statement: the statement is stale or from an older key"
+                )));
+            }
+        }
     }
     Ok(summary)
 }
 
 fn untrusted(l: &Lineage, key: &str) -> Error {
+    if let Some(by) = &l.certified_by {
+        return Error::UntrustedKey {
+            expected: format!("a version of {:?} certified in {by}", l.root().name),
+            found: format!("{key}, which is not in {by}"),
+        };
+    }
     Error::UntrustedKey {
         expected: format!(
             "a version of chain key {:?} endorsed from its root {}",

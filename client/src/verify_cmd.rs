@@ -12,6 +12,8 @@ use sigil_proto::directory::Directory;
 use sigil_proto::endorsement::Endorsement;
 use sigil_proto::lineage::{Freshness, HighWater, Lineage};
 
+use crate::root_pin::{self, RootPin};
+
 /// Exit codes shared with Pipelock's verifier.
 pub const VALID: u8 = 0;
 /// The receipt or chain is not valid.
@@ -64,8 +66,24 @@ pub struct AnchorArgs {
     directory_max_age: i64,
     /// Remember the newest directory seen per root in FILE and refuse an
     /// older one (a rollback) from then on.
-    #[arg(long, requires = "directory")]
+    #[arg(long)]
     state: Option<PathBuf>,
+    /// Offline root key, 64 hex characters; repeat for each key of root 1.
+    /// Trust is then walked from the root through its keyset and the
+    /// directory statement (needs --directory or --trust).
+    #[arg(long = "root-key", conflicts_with_all = ["key", "unpinned"])]
+    root_keys: Vec<String>,
+    /// How many root keys must sign (root 1's threshold); required with
+    /// more than one --root-key.
+    #[arg(long)]
+    root_threshold: Option<u32>,
+    /// Root 1 as a file, instead of --root-key.
+    #[arg(long, conflicts_with_all = ["key", "unpinned", "root_keys"])]
+    root: Option<PathBuf>,
+    /// Root and keyset documents from another channel, instead of the
+    /// directory's; online revocations are then not checked.
+    #[arg(long = "trust")]
+    trust_files: Vec<PathBuf>,
     /// Print the verdict as one JSON object.
     #[arg(long)]
     json: bool,
@@ -173,7 +191,29 @@ async fn verdict(
     name: &str,
 ) -> Verdict {
     let usage = |m: String| Verdict::failed(USAGE, "sigil", name, m);
-    if a.key.is_none() && a.directory.is_none() && !a.unpinned {
+    let root_pin = RootPin {
+        keys: &a.root_keys,
+        threshold: a.root_threshold,
+        root_file: a.root.as_deref(),
+    };
+    let pin = if root_pin.given() {
+        if a.directory.is_none() && a.trust_files.is_empty() {
+            return usage("an offline root pin needs its documents: --directory or --trust".into());
+        }
+        match root_pin.pin() {
+            Ok(p) => Some(p),
+            Err(e) => return usage(e),
+        }
+    } else {
+        if a.root_threshold.is_some() || !a.trust_files.is_empty() {
+            return usage("--root-threshold and --trust go with --root-key or --root".into());
+        }
+        if a.state.is_some() && a.directory.is_none() {
+            return usage("--state needs --directory".into());
+        }
+        None
+    };
+    if a.key.is_none() && a.directory.is_none() && !a.unpinned && pin.is_none() {
         return usage(
             "no trust anchor: pin the root key with --key HEX, give the key directory with \
              --directory FILE|URL (best: both), or say --unpinned to check consistency only"
@@ -205,9 +245,28 @@ async fn verdict(
         Err(e) => return Verdict::failed(RUNTIME, "FAILED", name, e.to_string()),
     };
     let at = policy.now.unwrap_or_else(time::OffsetDateTime::now_utc);
-    let lineage = match &a.directory {
-        None => None,
-        Some(src) => match load_lineage(src, a, at).await {
+    let mut root_trust: Option<String> = None;
+    let lineage = match (&pin, &a.directory) {
+        (Some(pin), dir) => {
+            let text = match dir {
+                Some(src) => match read_directory(src).await {
+                    Ok(t) => Some(t),
+                    Err((code, e)) => return Verdict::failed(code, broken, name, e),
+                },
+                None => None,
+            };
+            // Refused trust material is an invalid verdict here: what the
+            // root vouches for is the question asked.
+            match root_pin::verify(pin, text.as_deref(), &a.trust_files, at, a.state.as_deref()) {
+                Ok(v) => {
+                    root_trust = Some(root_pin::describe(&v, policy_args.at.as_deref()));
+                    Some(v.lineage)
+                }
+                Err(e) => return Verdict::failed(INVALID, broken, name, e),
+            }
+        }
+        (None, None) => None,
+        (None, Some(src)) => match load_lineage(src, a, at).await {
             Ok(l) => Some(l),
             Err((code, e)) => return Verdict::failed(code, broken, name, e),
         },
@@ -219,6 +278,7 @@ async fn verdict(
         (None, None) => verify::Anchor::Unpinned,
     };
     let pinned_by = match (&lineage, &key) {
+        _ if root_trust.is_some() => root_trust.unwrap_or_default(),
         (Some(l), Some(_)) => format!(
             "root {} ({}), directory signed at {}",
             l.root().public_key,
@@ -353,13 +413,7 @@ async fn load_lineage(
     a: &AnchorArgs,
     at: time::OffsetDateTime,
 ) -> Result<Lineage, (u8, String)> {
-    let text = if src.starts_with("http://") || src.starts_with("https://") {
-        fetch::get(src)
-            .await
-            .map_err(|e| (RUNTIME, e.to_string()))?
-    } else {
-        std::fs::read_to_string(src).map_err(|e| (RUNTIME, format!("reading {src}: {e}")))?
-    };
+    let text = read_directory(src).await?;
     // A directory that fails its checks is exit 2, as before: the file was
     // not judged, the trust material was refused.
     let dir = Directory::parse(&text).map_err(|e| (RUNTIME, e.to_string()))?;
@@ -385,8 +439,17 @@ async fn load_lineage(
     Ok(lineage)
 }
 
+/// The directory's text, from a file or an http(s) URL.
+async fn read_directory(src: &str) -> Result<String, (u8, String)> {
+    if src.starts_with("http://") || src.starts_with("https://") {
+        fetch::get(src).await.map_err(|e| (RUNTIME, e.to_string()))
+    } else {
+        std::fs::read_to_string(src).map_err(|e| (RUNTIME, format!("reading {src}: {e}")))
+    }
+}
+
 /// Replaces the state file atomically (write, fsync, rename).
-fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;

@@ -14,7 +14,7 @@ use crate::{timestamp, Error};
 /// Pipelock's default recorder session id.
 pub const DEFAULT_SESSION_ID: &str = "proxy";
 
-pub use crate::lineage::Revocation;
+pub use crate::lineage::{Revocation, Window};
 
 /// What to verify a chain against.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +35,9 @@ pub struct Options {
     /// Retired keys (lowercase hex): (keyid, when); their receipts dated
     /// later are refused.
     pub retired: HashMap<String, (String, OffsetDateTime)>,
+    /// Certified windows (root role) by public key: receipts dated outside
+    /// are refused.
+    pub windows: HashMap<String, Window>,
     /// Stricter checks.
     pub policy: Policy,
 }
@@ -601,6 +604,9 @@ impl Walk<'_> {
         if let Some((keyid, at)) = self.opts.retired.get(&signer) {
             not_after_retirement(ts, r.str_field("timestamp"), keyid, *at)?;
         }
+        if let Some(w) = self.opts.windows.get(&signer) {
+            within_window(ts, r.str_field("timestamp"), w)?;
+        }
         if let Some(rev) = self.opts.revoked.get(&signer) {
             let mut why = Vec::new();
             if ts >= rev.compromised_since {
@@ -657,6 +663,25 @@ fn not_after_retirement(
             "signed by {keyid} at {shown}, after it was retired at {}: a retired version \
              signs nothing new",
             timestamp::format(at)
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a receipt dated outside its signer's certified window.
+pub fn check_window(r: &Receipt, w: &Window) -> Result<(), Error> {
+    let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
+    within_window(ts, r.str_field("timestamp"), w)
+}
+
+fn within_window(ts: OffsetDateTime, shown: &str, w: &Window) -> Result<(), Error> {
+    if ts < w.not_before || ts > w.not_after {
+        return Err(Error::Policy(format!(
+            "signed by {} at {shown}, outside its certified window ({} to {}): the root \
+             vouches for nothing it signs then",
+            w.keyid,
+            timestamp::format(w.not_before),
+            timestamp::format(w.not_after)
         )));
     }
     Ok(())

@@ -9,12 +9,10 @@
 
 use std::collections::HashMap;
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::lineage::{Freshness, Lineage, Revocation};
-use crate::receipt::SIG_PREFIX;
 use crate::{jcs, json, timestamp, Error};
 
 /// Well-known HTTP path of the directory.
@@ -64,6 +62,11 @@ pub struct Directory {
     /// without this member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<DirectorySignature>,
+    /// The root role's documents (`roots`, `keyset`, `statement`), when the
+    /// daemon is under an offline root. Outside the legacy signature, which
+    /// keeps covering exactly `{keys, signed_at}` for older verifiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<serde_json::Value>,
 }
 
 /// Who signed the directory, and the signature.
@@ -163,20 +166,7 @@ pub fn endorsement_digest(name: &str, version: u32, public_key_hex: &str) -> [u8
 
 /// Verifies `sig` (`ed25519:` + hex) by `public_key_hex` over `msg`.
 pub fn verify_sig(public_key_hex: &str, msg: &[u8], sig: &str) -> Result<(), Error> {
-    let bad = |m: &str| Error::Directory(m.to_owned());
-    let key: [u8; 32] = hex::decode(public_key_hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| bad("public key is not 32 bytes of hex"))?;
-    let sig: [u8; 64] = sig
-        .strip_prefix(SIG_PREFIX)
-        .and_then(|h| hex::decode(h).ok())
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| bad("signature is not ed25519: + 64 bytes of hex"))?;
-    VerifyingKey::from_bytes(&key)
-        .map_err(|_| bad("public key is not an Ed25519 point"))?
-        .verify(msg, &Signature::from_bytes(&sig))
-        .map_err(|_| bad("signature does not verify"))
+    crate::sig::verify(public_key_hex, msg, sig, false).map_err(|m| Error::Directory(m.into()))
 }
 
 impl KeyEntry {
@@ -227,6 +217,7 @@ impl Directory {
     pub fn signing_digest(&self) -> Result<[u8; 32], Error> {
         let mut unsigned = self.clone();
         unsigned.signature = None;
+        unsigned.trust = None;
         let value = serde_json::to_value(&unsigned).map_err(|e| Error::Directory(e.to_string()))?;
         Ok(Sha256::digest(jcs::canonicalize(&value)?).into())
     }
@@ -374,6 +365,9 @@ impl Directory {
             signed_at: signed,
             revoked,
             retired,
+            windows: HashMap::new(),
+            speaker_version: None,
+            certified_by: None,
         })
     }
 }

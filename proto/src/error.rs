@@ -53,6 +53,11 @@ pub enum Error {
     /// The key directory is malformed or its signature does not verify.
     #[error("key directory: {0}")]
     Directory(String),
+    /// A root-role document (root, keyset, directory statement) is
+    /// malformed, under its threshold, expired, rolled back or does not
+    /// match the others.
+    #[error("root of trust: {0}")]
+    Root(String),
     /// A receipt format this verifier does not handle.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -8,6 +8,7 @@
 //! - [`jcs`]: RFC 8785 canonical JSON for generic documents.
 //! - [`directory`]: the key directory document.
 //! - [`lineage`]: what a verified directory proves (trust from a pinned root).
+//! - [`root`]: the offline root role's documents and the verifier's walk.
 
 pub mod chain;
 pub mod directory;
@@ -19,6 +20,8 @@ pub mod json;
 pub mod lineage;
 pub mod policy;
 pub mod receipt;
+pub mod root;
+pub mod sig;
 pub mod timestamp;
 
 pub use error::{Error, FormatError};

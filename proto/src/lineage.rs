@@ -82,6 +82,26 @@ pub struct Lineage {
     /// Retired versions by public key: (keyid, when). A retired version
     /// signs nothing new, so its receipts dated later are forgeries.
     pub retired: HashMap<String, (String, OffsetDateTime)>,
+    /// Certified windows by public key (root role): a version's receipts
+    /// dated outside its window are forgeries.
+    pub windows: HashMap<String, Window>,
+    /// Version of the key that signed the directory statement (root role):
+    /// a chain holding a newer version shows the statement is stale.
+    pub speaker_version: Option<u32>,
+    /// What certified the versions (root role), e.g. `keyset v7 of root v2`;
+    /// `None`: endorsements walked from a pinned key.
+    pub certified_by: Option<String>,
+}
+
+/// When a certified version may sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// e.g. `mediator.v2`.
+    pub keyid: String,
+    /// Nothing it signs is dated before this.
+    pub not_before: OffsetDateTime,
+    /// Nothing it signs is dated after this.
+    pub not_after: OffsetDateTime,
 }
 
 impl Lineage {
@@ -112,6 +132,9 @@ impl Lineage {
 pub struct HighWater {
     /// By root public key (lowercase hex).
     pub roots: BTreeMap<String, Seen>,
+    /// Under an offline root: by SHA-256 (hex) of root 1's body.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub offline_roots: BTreeMap<String, crate::root::trust::Seen>,
 }
 
 /// The newest directory accepted for one root.

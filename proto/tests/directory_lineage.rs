@@ -49,6 +49,7 @@ fn genuine() -> (Directory, [SigningKey; 3]) {
         keys: vec![v2, v1, entry("digests", 1, &kd, Purpose::Digest)],
         signed_at: None,
         signature: None,
+        trust: None,
     };
     (d, [k1, k2, kd])
 }

@@ -461,6 +461,7 @@ proptest! {
             keys,
             signed_at,
             signature: signature.map(|(keyid, value)| DirectorySignature { keyid, value }),
+            trust: None,
         };
         let back = Directory::parse(&d.to_json()).unwrap();
         prop_assert_eq!(&back, &d);
@@ -480,7 +481,7 @@ proptest! {
             0..3,
         ),
     ) {
-        let hw = HighWater { roots };
+        let hw = HighWater { roots, ..Default::default() };
         prop_assert_eq!(HighWater::parse(&hw.to_json()).unwrap(), hw);
     }
 }

@@ -1,0 +1,676 @@
+//! The verifier's walk from pinned root keys to the versions that may sign
+//! chains, in TUF's order (specification 1.0.34, §5.3-§5.6), at one
+//! instant fixed at the start (§5.1).
+//!
+//! 1. Roots: root 1 lists exactly the pinned keys and threshold and meets
+//!    it; each later root meets the old and the new threshold, one count
+//!    per public key, with its version exactly one more (§5.3.4-§5.3.5).
+//!    The newest is unexpired and not below what the verifier saw before.
+//! 2. Keyset: meets the newest root's threshold, same deployment, only the
+//!    root's key names, unexpired, not below what was seen, windows and life
+//!    within the root's policy. The highest valid keyset wins.
+//! 3. Statement: signed by an unrevoked keyset version within its window,
+//!    fresh, naming exactly this root version, keyset (by hash) and
+//!    `keys[]`; its online revocations only tighten.
+//!
+//! The result is a [`Lineage`] the chain verifier uses unchanged: only
+//! keyset versions count, windows bound their receipts, and revocations
+//! pin each chain's last trusted receipt.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::docs::{parse_time, KeyVersion};
+use super::{bad, body_sha256, Keyset, Root, Signed, Statement};
+use crate::directory::{KeyEntry, KeyState};
+use crate::lineage::{Freshness, Lineage, Revocation, Window};
+use crate::{timestamp, Error};
+
+/// What the verifier pins.
+#[derive(Clone, Debug)]
+pub enum Pin {
+    /// Root public keys (lowercase hex) and the threshold root 1 must name.
+    Keys {
+        /// The keys.
+        keys: BTreeSet<String>,
+        /// Signatures needed.
+        threshold: u32,
+    },
+    /// Root 1 itself, as the officers handed it out.
+    Root(Box<Signed<Root>>),
+}
+
+/// The documents to check, as fetched.
+#[derive(Clone, Debug, Default)]
+pub struct Material {
+    /// Roots 1..N, in order.
+    pub roots: Vec<Signed<Root>>,
+    /// Candidate keysets; the highest valid one wins.
+    pub keysets: Vec<Signed<Keyset>>,
+    /// The online statement (absent with `--trust` files: then online
+    /// revocations are not checked).
+    pub statement: Option<Signed<Statement>>,
+    /// The directory's `keys[]`, which the statement hashes.
+    pub keys: Option<Value>,
+}
+
+impl Material {
+    /// The documents a key directory carries in its `trust` member, with
+    /// its raw `keys[]` (hashed as served, unknown members included).
+    pub fn from_directory(doc: &Value) -> Result<Material, Error> {
+        let Some(trust) = doc.get("trust") else {
+            return Err(bad(
+                "the directory carries no root documents (its daemon is not under an offline \
+                 root): verify with --key, or import a root first",
+            ));
+        };
+        let Some(t) = trust.as_object() else {
+            return Err(bad("directory trust: not an object"));
+        };
+        if let Some(k) = t
+            .keys()
+            .find(|k| !matches!(k.as_str(), "roots" | "keyset" | "statement"))
+        {
+            return Err(bad(format!("directory trust: unknown member {k:?}")));
+        }
+        let roots = match t.get("roots") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|v| Signed::<Root>::from_value(v.clone()))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => return Err(bad("directory trust: roots must be an array")),
+        };
+        let keysets = match t.get("keyset") {
+            Some(v) => vec![Signed::<Keyset>::from_value(v.clone())?],
+            None => Vec::new(),
+        };
+        let statement = match t.get("statement") {
+            Some(v) => Some(Signed::<Statement>::from_value(v.clone())?),
+            None => return Err(bad("directory trust: no statement")),
+        };
+        Ok(Material {
+            roots,
+            keysets,
+            statement,
+            keys: doc.get("keys").cloned(),
+        })
+    }
+}
+
+/// What a verifier remembers per deployment (`--state`), so nothing older
+/// can be shown to it again.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seen {
+    /// Newest root version.
+    pub root_version: u64,
+    /// Newest keyset version.
+    pub keyset_version: u64,
+    /// Its body hash.
+    pub keyset_sha256: String,
+    /// The newest statement's `signed_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_signed_at: Option<String>,
+    /// Its signer's public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_signer: Option<String>,
+}
+
+/// What the walk proved.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The deployment.
+    pub deployment: String,
+    /// Newest root version, its threshold and number of keys.
+    pub root: (u64, u32, usize),
+    /// The keyset's version.
+    pub keyset_version: u64,
+    /// The statement's `signed_at`, when there was one.
+    pub statement_signed_at: Option<String>,
+    /// The versions that may sign, for the chain verifier.
+    pub lineage: Lineage,
+    /// What to remember.
+    pub seen: Seen,
+}
+
+/// The statement's allowed clock skew into the future.
+const SKEW: time::Duration = Freshness::SKEW;
+
+/// Walks `material` from `pin` at instant `at`, refusing anything older
+/// than `seen`.
+pub fn verify(
+    pin: &Pin,
+    material: &Material,
+    at: OffsetDateTime,
+    seen: Option<&Seen>,
+) -> Result<Verified, Error> {
+    let root = verify_roots(pin, &material.roots, at, seen)?;
+    let (keyset, keyset_sha) = choose_keyset(root, &material.keysets, at, seen)?;
+    let mut revoked = root_revocations(&keyset.signed)?;
+    let mut signer_version = None;
+    let mut statement_signed_at = None;
+    let mut statement_signer = None;
+    if let Some(st) = &material.statement {
+        let (signer, version, signed_at) =
+            verify_statement(root, keyset, &keyset_sha, st, material.keys.as_ref(), at)?;
+        merge_online(&keyset.signed, &st.signed, &mut revoked)?;
+        if revoked.contains_key(&signer) {
+            return Err(bad(format!(
+                "the statement is signed by revoked {}: it speaks for nothing",
+                revoked[&signer].keyid
+            )));
+        }
+        if let Some(s) = seen {
+            check_statement_not_older(s, &signer, signed_at, &keyset.signed, &revoked)?;
+        }
+        signer_version = Some(version);
+        statement_signed_at = Some(st.signed.signed_at.clone());
+        statement_signer = Some(signer);
+    }
+    let lineage = lineage(
+        &root.signed,
+        &keyset.signed,
+        revoked,
+        signer_version,
+        statement_signed_at.as_deref(),
+    )?;
+    let r = &root.signed;
+    Ok(Verified {
+        deployment: r.deployment.clone(),
+        root: (r.version, r.threshold, r.keys.len()),
+        keyset_version: keyset.signed.version,
+        statement_signed_at: statement_signed_at.clone(),
+        lineage,
+        seen: Seen {
+            root_version: r.version,
+            keyset_version: keyset.signed.version,
+            keyset_sha256: keyset_sha,
+            statement_signed_at,
+            statement_signer,
+        },
+    })
+}
+
+/// Counts `doc`'s valid signatures by `keys`; refuses fewer than
+/// `threshold`.
+fn meets<T>(doc: &Signed<T>, keys: &Root, what: &str) -> Result<(), Error>
+where
+    T: serde::de::DeserializeOwned + Serialize + super::docs::Document,
+{
+    let n = doc.valid_signers(keys.keys.keys())?.len();
+    if n < keys.threshold as usize {
+        return Err(bad(format!(
+            "{what} has {n} valid signature(s) by the keys of root v{}, which needs {}",
+            keys.version, keys.threshold
+        )));
+    }
+    Ok(())
+}
+
+fn verify_roots<'a>(
+    pin: &Pin,
+    roots: &'a [Signed<Root>],
+    at: OffsetDateTime,
+    seen: Option<&Seen>,
+) -> Result<&'a Signed<Root>, Error> {
+    let Some(first) = roots.first() else {
+        return Err(bad("no root document"));
+    };
+    if roots.len() > super::MAX_ROOT_VERSIONS {
+        return Err(bad(format!(
+            "{} root versions, more than the {} a verifier walks",
+            roots.len(),
+            super::MAX_ROOT_VERSIONS
+        )));
+    }
+    if first.signed.version != 1 {
+        return Err(bad(format!(
+            "the first root is v{}, not v1: every root version must be given",
+            first.signed.version
+        )));
+    }
+    match pin {
+        Pin::Keys { keys, threshold } => {
+            let listed: BTreeSet<String> = first.signed.keys.keys().cloned().collect();
+            if &listed != keys || first.signed.threshold != *threshold {
+                return Err(bad(format!(
+                    "root v1 lists {} key(s) with threshold {}, not the {} pinned key(s) with \
+                     threshold {}: this is another root",
+                    listed.len(),
+                    first.signed.threshold,
+                    keys.len(),
+                    threshold
+                )));
+            }
+        }
+        Pin::Root(r) => {
+            if body_sha256(&r.body)? != body_sha256(&first.body)? {
+                return Err(bad("root v1 is not the pinned root file"));
+            }
+        }
+    }
+    meets(first, &first.signed, "root v1")?;
+    let mut trusted = first;
+    for next in &roots[1..] {
+        let (old, new) = (&trusted.signed, &next.signed);
+        if new.version != old.version + 1 {
+            return Err(bad(format!(
+                "root v{} follows root v{}: root versions go up by exactly one",
+                new.version, old.version
+            )));
+        }
+        if new.deployment != old.deployment {
+            return Err(bad(format!(
+                "root v{} is for deployment {:?}, not {:?}",
+                new.version, new.deployment, old.deployment
+            )));
+        }
+        let what = format!("root v{}", new.version);
+        // §5.3.4: a threshold of the old keys and of the new keys.
+        meets(next, old, &what)?;
+        meets(next, new, &what)?;
+        trusted = next;
+    }
+    let newest = &trusted.signed;
+    let expires = parse_time(&newest.expires, "root expires")?;
+    if at >= expires {
+        return Err(bad(format!(
+            "root v{} expired at {} (verifying at {}): freeze or stale root",
+            newest.version,
+            newest.expires,
+            timestamp::format(at)
+        )));
+    }
+    if let Some(s) = seen {
+        if newest.version < s.root_version {
+            return Err(bad(format!(
+                "rolled back: root v{} is older than v{} already seen",
+                newest.version, s.root_version
+            )));
+        }
+    }
+    Ok(trusted)
+}
+
+fn check_keyset(root: &Signed<Root>, ks: &Signed<Keyset>, at: OffsetDateTime) -> Result<(), Error> {
+    let (r, k) = (&root.signed, &ks.signed);
+    let what = format!("keyset v{}", k.version);
+    meets(ks, r, &what)?;
+    if k.deployment != r.deployment {
+        return Err(bad(format!(
+            "{what} is for deployment {:?}, not {:?}",
+            k.deployment, r.deployment
+        )));
+    }
+    if k.root_version > r.version {
+        return Err(bad(format!(
+            "{what} names root v{}, newer than the newest root v{}",
+            k.root_version, r.version
+        )));
+    }
+    if let Some(n) = k.keys.keys().find(|n| !r.policy.key_names.contains(n)) {
+        return Err(bad(format!(
+            "{what} certifies key name {n:?}, which root v{} does not list in key_names",
+            r.version
+        )));
+    }
+    let issued = parse_time(&k.issued, "keyset issued")?;
+    let expires = parse_time(&k.expires, "keyset expires")?;
+    if at >= expires {
+        return Err(bad(format!(
+            "{what} expired at {} (verifying at {}): freeze or stale keyset",
+            k.expires,
+            timestamp::format(at)
+        )));
+    }
+    if expires - issued > time::Duration::days(r.policy.keyset_max_days.into()) {
+        return Err(bad(format!(
+            "{what} lives longer than the root's keyset_max_days ({})",
+            r.policy.keyset_max_days
+        )));
+    }
+    let mut keys = BTreeSet::new();
+    for (name, v) in k.versions() {
+        if !keys.insert(&v.public_key) {
+            return Err(bad(format!(
+                "{what}: public key {} is certified twice",
+                v.public_key
+            )));
+        }
+        let (nb, na) = window(v)?;
+        if na - nb > time::Duration::days(r.policy.max_validity_days.into()) {
+            return Err(bad(format!(
+                "{what}: {name}.v{} is valid longer than the root's max_validity_days ({})",
+                v.version, r.policy.max_validity_days
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn window(v: &KeyVersion) -> Result<(OffsetDateTime, OffsetDateTime), Error> {
+    Ok((
+        parse_time(&v.not_before, "not_before")?,
+        parse_time(&v.not_after, "not_after")?,
+    ))
+}
+
+fn choose_keyset<'a>(
+    root: &Signed<Root>,
+    keysets: &'a [Signed<Keyset>],
+    at: OffsetDateTime,
+    seen: Option<&Seen>,
+) -> Result<(&'a Signed<Keyset>, String), Error> {
+    let mut sorted: Vec<&Signed<Keyset>> = keysets.iter().collect();
+    sorted.sort_by_key(|k| std::cmp::Reverse(k.signed.version));
+    let mut first_error = None;
+    for ks in sorted {
+        match check_keyset(root, ks, at) {
+            Ok(()) => {
+                let sha = ks.sha256_hex()?;
+                if let Some(s) = seen {
+                    check_keyset_not_older(s, &ks.signed, &sha)?;
+                }
+                return Ok((ks, sha));
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| bad("no keyset document")))
+}
+
+fn check_keyset_not_older(s: &Seen, k: &Keyset, sha: &str) -> Result<(), Error> {
+    let v = k.version;
+    if v < s.keyset_version {
+        return Err(bad(format!(
+            "rolled back: keyset v{v} is older than v{} already seen",
+            s.keyset_version
+        )));
+    }
+    if v == s.keyset_version && sha != s.keyset_sha256 {
+        return Err(bad(format!(
+            "keyset v{v} differs from the keyset v{v} already seen: two keysets of one version"
+        )));
+    }
+    if v == s.keyset_version + 1 && k.prev.as_deref() != Some(s.keyset_sha256.as_str()) {
+        return Err(bad(format!(
+            "keyset v{v} does not follow the keyset v{} already seen (prev differs)",
+            s.keyset_version
+        )));
+    }
+    Ok(())
+}
+
+fn verify_statement(
+    root: &Signed<Root>,
+    keyset: &Signed<Keyset>,
+    keyset_sha: &str,
+    st: &Signed<Statement>,
+    keys: Option<&Value>,
+    at: OffsetDateTime,
+) -> Result<(String, u32, OffsetDateTime), Error> {
+    let s = &st.signed;
+    let [sig] = st.signatures.as_slice() else {
+        return Err(bad(format!(
+            "the statement has {} signatures; exactly one, by the active version, is expected",
+            st.signatures.len()
+        )));
+    };
+    let Some((name, v)) = keyset.signed.find(&sig.keyid) else {
+        return Err(bad(format!(
+            "the statement is signed by {}, which keyset v{} does not certify",
+            sig.keyid, keyset.signed.version
+        )));
+    };
+    if st.valid_signers([&sig.keyid])?.is_empty() {
+        return Err(bad(format!(
+            "the statement's signature by {name}.v{} does not verify",
+            v.version
+        )));
+    }
+    if v.revoked.is_some() {
+        return Err(bad(format!(
+            "the statement is signed by {name}.v{}, revoked by the root",
+            v.version
+        )));
+    }
+    if s.deployment != root.signed.deployment {
+        return Err(bad(format!(
+            "the statement is for deployment {:?}, not {:?}",
+            s.deployment, root.signed.deployment
+        )));
+    }
+    let signed_at = parse_time(&s.signed_at, "statement signed_at")?;
+    let (nb, na) = window(v)?;
+    if signed_at < nb || signed_at > na {
+        return Err(bad(format!(
+            "the statement of {} is outside {name}.v{}'s window ({} to {})",
+            s.signed_at, v.version, v.not_before, v.not_after
+        )));
+    }
+    if signed_at > at + SKEW {
+        return Err(bad(format!(
+            "the statement is dated {}, in the future (verifying at {})",
+            s.signed_at,
+            timestamp::format(at)
+        )));
+    }
+    let max = root.signed.policy.directory_max_age_seconds;
+    if at - signed_at > time::Duration::seconds(i64::try_from(max).unwrap_or(i64::MAX)) {
+        return Err(bad(format!(
+            "the statement of {} is older than the root's directory_max_age_seconds ({max}) \
+             at {}: fetch a fresh directory (a stale one may predate a revocation)",
+            s.signed_at,
+            timestamp::format(at)
+        )));
+    }
+    if s.root_version != root.signed.version {
+        return Err(bad(format!(
+            "the statement names root v{}, but the newest root is v{}",
+            s.root_version, root.signed.version
+        )));
+    }
+    if s.keyset_version != keyset.signed.version || s.keyset_sha256 != keyset_sha {
+        return Err(bad(format!(
+            "the statement names keyset v{} ({}), not the keyset v{} given ({keyset_sha}): \
+             documents of different publications",
+            s.keyset_version, s.keyset_sha256, keyset.signed.version
+        )));
+    }
+    let Some(keys) = keys else {
+        return Err(bad(
+            "the statement comes without the directory keys[] it hashes",
+        ));
+    };
+    if hex::encode(body_sha256(keys)?) != s.keys_sha256 {
+        return Err(bad(
+            "the directory's keys[] is not the one the statement hashes (keys_sha256)",
+        ));
+    }
+    for (n, ver) in &s.active {
+        if !keyset
+            .signed
+            .keys
+            .get(n)
+            .is_some_and(|vs| vs.iter().any(|x| x.version == *ver))
+        {
+            return Err(bad(format!(
+                "the statement names {n}.v{ver} active, which keyset v{} does not certify",
+                keyset.signed.version
+            )));
+        }
+    }
+    Ok((sig.keyid.clone(), v.version, signed_at))
+}
+
+fn revocation(
+    keyid: String,
+    since: &str,
+    reason: &str,
+    through: &[crate::directory::Through],
+) -> Result<Revocation, Error> {
+    Ok(Revocation {
+        keyid,
+        compromised_since: parse_time(since, "compromised_since")?,
+        reason: reason.to_owned(),
+        through: Some(
+            through
+                .iter()
+                .map(|t| (t.chain.clone(), (t.seq, t.receipt_hash.clone())))
+                .collect(),
+        ),
+    })
+}
+
+fn root_revocations(k: &Keyset) -> Result<HashMap<String, Revocation>, Error> {
+    let mut out = HashMap::new();
+    for (name, v) in k.versions() {
+        if let Some(r) = &v.revoked {
+            out.insert(
+                v.public_key.clone(),
+                revocation(
+                    format!("{name}.v{}", v.version),
+                    &r.compromised_since,
+                    &r.reason,
+                    &r.through,
+                )?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Online revocations only tighten: the earlier compromise time wins, and a
+/// root revocation's pins stand.
+fn merge_online(
+    k: &Keyset,
+    st: &Statement,
+    revoked: &mut HashMap<String, Revocation>,
+) -> Result<(), Error> {
+    for o in &st.revoked {
+        let Some(v) = k
+            .keys
+            .get(&o.name)
+            .and_then(|vs| vs.iter().find(|v| v.version == o.version))
+        else {
+            return Err(bad(format!(
+                "the statement revokes {}.v{}, which keyset v{} does not certify",
+                o.name, o.version, k.version
+            )));
+        };
+        let online = revocation(
+            format!("{}.v{}", o.name, o.version),
+            &o.compromised_since,
+            &o.reason,
+            &o.through,
+        )?;
+        match revoked.get_mut(&v.public_key) {
+            Some(r) => r.compromised_since = r.compromised_since.min(online.compromised_since),
+            None => {
+                revoked.insert(v.public_key.clone(), online);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_statement_not_older(
+    s: &Seen,
+    signer: &str,
+    signed_at: OffsetDateTime,
+    k: &Keyset,
+    revoked: &HashMap<String, Revocation>,
+) -> Result<(), Error> {
+    let (Some(old_at), Some(old_signer)) = (&s.statement_signed_at, &s.statement_signer) else {
+        return Ok(());
+    };
+    // TUF §5.3.11: once the signer of the statement seen is revoked, its
+    // high-water is dropped; otherwise a thief's future-dated statement
+    // would lock verifiers out.
+    if revoked.contains_key(old_signer) {
+        return Ok(());
+    }
+    let old_at = parse_time(old_at, "state statement_signed_at")?;
+    if signed_at < old_at {
+        return Err(bad(format!(
+            "rolled back: the statement of {} is older than the one of {} already seen",
+            timestamp::format(signed_at),
+            timestamp::format(old_at)
+        )));
+    }
+    let version_of = |pk: &str| k.find(pk).map(|(_, v)| v.version);
+    if let (Some(new), Some(old)) = (version_of(signer), version_of(old_signer)) {
+        if new < old {
+            return Err(bad(format!(
+                "rolled back: the statement is signed by version {new}, older than version \
+                 {old} already seen"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn lineage(
+    root: &Root,
+    k: &Keyset,
+    revoked: HashMap<String, Revocation>,
+    signer_version: Option<u32>,
+    statement_at: Option<&str>,
+) -> Result<Lineage, Error> {
+    let mut versions = Vec::new();
+    let mut windows = HashMap::new();
+    for name in &root.policy.key_names {
+        let mut vs: Vec<&KeyVersion> = k
+            .keys
+            .get(name)
+            .map(|v| v.iter().collect())
+            .unwrap_or_default();
+        vs.sort_by_key(|v| v.version);
+        for v in vs {
+            let pk: [u8; 32] = hex::decode(&v.public_key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| bad("public key is not 32 bytes of hex"))?;
+            let mut e = KeyEntry::new(name, v.version, &pk);
+            e.state = if revoked.contains_key(&v.public_key) {
+                KeyState::Revoked
+            } else {
+                KeyState::Retired
+            };
+            let (nb, na) = window(v)?;
+            windows.insert(
+                v.public_key.clone(),
+                Window {
+                    keyid: e.keyid.clone(),
+                    not_before: nb,
+                    not_after: na,
+                },
+            );
+            versions.push(e);
+        }
+    }
+    if versions.is_empty() {
+        return Err(bad(format!(
+            "keyset v{} certifies no version of {:?}",
+            k.version, root.policy.key_names
+        )));
+    }
+    let signed_at = match statement_at {
+        Some(s) => parse_time(s, "statement signed_at")?,
+        None => parse_time(&k.issued, "keyset issued")?,
+    };
+    Ok(Lineage {
+        versions,
+        signed_at,
+        revoked,
+        retired: HashMap::new(),
+        windows,
+        speaker_version: signer_version,
+        certified_by: Some(format!("keyset v{} of root v{}", k.version, root.version)),
+    })
+}
