@@ -524,6 +524,7 @@ impl Keyring {
             keys,
             signed_at: Some(timestamp::now()),
             signature: None,
+            trust: None,
         };
         if let Some(signer) = self.signing_key(&self.directory_key) {
             let digest = dir
