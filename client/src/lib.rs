@@ -9,8 +9,9 @@ use sigil_proto::v1::key_admin_client::KeyAdminClient;
 use sigil_proto::v1::receipts_client::ReceiptsClient;
 use sigil_proto::v1::{
     AppendRequest, AppendResponse, AppendStreamReply, CreateKeyRequest, CreateKeyResponse,
-    GetDirectoryRequest, ListKeysRequest, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
-    RotateKeyResponse, SignDigestRequest, SignDigestResponse,
+    GetDirectoryRequest, ImportStatementRequest, ImportStatementResponse, ListKeysRequest,
+    PrepareKeysRequest, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest, RotateKeyResponse,
+    SignDigestRequest, SignDigestResponse,
 };
 use thiserror::Error;
 use tokio_stream::Stream;
@@ -347,6 +348,30 @@ impl Client {
             compromised_since: compromised_since.to_owned(),
         };
         Ok(self.admin.revoke_key(req).await?.into_inner())
+    }
+
+    /// Generates `count` standby versions of `name` (empty: the chain key)
+    /// and returns the certification request JSON.
+    pub async fn prepare_keys(&mut self, name: &str, count: u32) -> Result<String, ClientError> {
+        let req = PrepareKeysRequest {
+            name: name.to_owned(),
+            count,
+        };
+        Ok(self
+            .admin
+            .prepare_keys(req)
+            .await?
+            .into_inner()
+            .request_json)
+    }
+
+    /// Imports a root or keyset document.
+    pub async fn import_statement(
+        &mut self,
+        document: Vec<u8>,
+    ) -> Result<ImportStatementResponse, ClientError> {
+        let req = ImportStatementRequest { document };
+        Ok(self.admin.import_statement(req).await?.into_inner())
     }
 
     /// The key directory JSON.

@@ -9,6 +9,8 @@ use sigil_proto::endorsement::Endorsement;
 use sigil_proto::receipt::{self, Entry};
 
 mod docs;
+#[cfg(feature = "root")]
+mod root_cmd;
 mod root_pin;
 mod verify_cmd;
 
@@ -76,6 +78,13 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The offline root ceremony (on the offline machine, with the
+    /// officers' tokens).
+    #[cfg(feature = "root")]
+    Root {
+        #[command(subcommand)]
+        command: root_cmd::RootCommand,
+    },
     /// Work on chain files.
     Chain {
         #[command(subcommand)]
@@ -130,6 +139,24 @@ enum KeysCommand {
         /// From when its signatures are not to be trusted (UTC RFC 3339; default now).
         #[arg(long)]
         compromised_since: Option<String>,
+    },
+    /// Generate standby versions for the offline root to certify, and
+    /// write the signed certification request.
+    Prepare {
+        /// Key name (default: the key that signs producer chains).
+        #[arg(long)]
+        key: Option<String>,
+        /// How many standby versions (1 to 16).
+        #[arg(long, default_value_t = 2)]
+        count: u32,
+        /// Where to write the request (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Import a root or keyset document the officers signed.
+    ImportStatement {
+        /// The document (root/N.root.json or keyset/N.keyset.json).
+        file: PathBuf,
     },
 }
 
@@ -212,6 +239,8 @@ async fn run(cli: Cli) -> u8 {
             Err(e) => Err(e),
         },
         Command::Keys { command } => keys(&target, command).await,
+        #[cfg(feature = "root")]
+        Command::Root { command } => root_cmd::run(command),
         Command::Chain {
             command: ChainCommand::Endorsements { file, out },
         } => endorsements(&file, &out),
@@ -338,6 +367,32 @@ async fn keys(target: &Target, cmd: KeysCommand) -> Result<(), ClientError> {
                 )
                 .await?;
             serde_json::json!({"keyid": r.keyid, "chains": r.chains, "rotated_to": r.rotated_to})
+        }
+        KeysCommand::Prepare { key, count, out } => {
+            let request = client
+                .prepare_keys(key.as_deref().unwrap_or(""), count)
+                .await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, &request).map_err(|source| ClientError::Io {
+                        what: format!("writing {}", path.display()),
+                        source,
+                    })?;
+                    serde_json::json!({"request": path})
+                }
+                None => {
+                    print!("{request}");
+                    return Ok(());
+                }
+            }
+        }
+        KeysCommand::ImportStatement { file } => {
+            let document = std::fs::read(&file).map_err(|source| ClientError::Io {
+                what: format!("reading {}", file.display()),
+                source,
+            })?;
+            let r = client.import_statement(document).await?;
+            serde_json::json!({"imported": r.imported, "revoked": r.revoked})
         }
     };
     println!("{out}");

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use sigil_proto::v1::key_admin_server::KeyAdmin;
 use sigil_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, GetDirectoryRequest, GetDirectoryResponse,
-    ListKeysRequest, ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
+    ImportStatementRequest, ImportStatementResponse, ListKeysRequest, ListKeysResponse,
+    PrepareKeysRequest, PrepareKeysResponse, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
     RotateKeyResponse,
 };
 use tonic::transport::server::UdsConnectInfo;
@@ -162,6 +163,33 @@ impl KeyAdmin for AdminService {
             chains: r.chains,
             rotated_to: r.rotated_to.map(|k| k.id.to_string()).unwrap_or_default(),
         }))
+    }
+
+    async fn prepare_keys(
+        &self,
+        request: Request<PrepareKeysRequest>,
+    ) -> Result<Response<PrepareKeysResponse>, Status> {
+        self.admin(&request, "prepare keys")?;
+        let req = request.into_inner();
+        let name = if req.name.is_empty() {
+            self.default_key.clone()
+        } else {
+            req.name
+        };
+        key_name(&name)?;
+        let request_json = self.lifecycle.prepare(&name, req.count).await?;
+        Ok(Response::new(PrepareKeysResponse { request_json }))
+    }
+
+    async fn import_statement(
+        &self,
+        request: Request<ImportStatementRequest>,
+    ) -> Result<Response<ImportStatementResponse>, Status> {
+        self.admin(&request, "import root documents")?;
+        let text = String::from_utf8(request.into_inner().document)
+            .map_err(|_| Error::InvalidArgument("document: not UTF-8".into()))?;
+        let (imported, revoked) = self.lifecycle.import(text).await?;
+        Ok(Response::new(ImportStatementResponse { imported, revoked }))
     }
 
     async fn get_directory(

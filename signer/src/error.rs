@@ -23,6 +23,10 @@ pub enum Error {
     /// A limit was reached (chains, queue depth).
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The state does not allow it (no certified standby to rotate to, a
+    /// root document that does not follow the imported one).
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The token or the disk failed; nothing was written. Retry later.
     #[error("{0}")]
     Unavailable(String),
@@ -71,6 +75,7 @@ impl From<Error> for tonic::Status {
             Error::PermissionDenied(_) => Status::permission_denied(msg),
             Error::Unauthenticated(_) => Status::unauthenticated(msg),
             Error::ResourceExhausted(_) => Status::resource_exhausted(msg),
+            Error::FailedPrecondition(_) => Status::failed_precondition(msg),
             Error::Unavailable(_) | Error::Io { .. } => Status::unavailable(msg),
             Error::Key(k) if k.is_unavailable() => Status::unavailable(msg),
             Error::Key(KeyError::NotFound { .. }) => Status::not_found(msg),

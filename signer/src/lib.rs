@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod record;
 pub mod registry;
+pub mod root_role;
 pub mod secrets;
 pub mod server;
 pub mod service;

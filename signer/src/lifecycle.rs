@@ -16,6 +16,7 @@ use crate::chain::Command;
 use crate::failpoint;
 use crate::keyring::{ActiveKey, Keyring, Revoked};
 use crate::registry::Chains;
+use crate::root_role::Imported;
 use crate::Error;
 use sigil_proto::directory::Through;
 
@@ -146,6 +147,38 @@ impl Lifecycle {
             chains,
             rotated_to,
         })
+    }
+
+    /// Imports an offline-root document; a keyset that revokes versions
+    /// of the chain key has them revoked here as an online revocation
+    /// would be (rotating first to a certified standby when the signing
+    /// version is among them). Returns what was imported and the keyids
+    /// revoked.
+    pub async fn import(&self, text: String) -> Result<(String, Vec<String>), Error> {
+        let imported = {
+            let _one_at_a_time = self.lock.lock().await;
+            let k = self.keyring.clone();
+            blocking(move || k.import(&text)).await?
+        };
+        let what = match imported {
+            Imported::Root(v) => format!("root v{v}"),
+            Imported::Keyset(v, _) => format!("keyset v{v}"),
+        };
+        let name = self.chains.default_key().to_owned();
+        let mut revoked = Vec::new();
+        for (version, reason, since) in self.keyring.root_revocations(&name) {
+            let r = self.revoke(&name, version, &reason, &since).await?;
+            revoked.push(r.revoked.key.id.to_string());
+        }
+        tracing::info!(imported = %what, revoked = ?revoked, "offline root document imported");
+        Ok((what, revoked))
+    }
+
+    /// Generates standby versions of `name` and returns the request.
+    pub async fn prepare(&self, name: &str, count: u32) -> Result<String, Error> {
+        let _one_at_a_time = self.lock.lock().await;
+        let (k, n) = (self.keyring.clone(), name.to_owned());
+        blocking(move || k.prepare(&n, count)).await
     }
 
     async fn record_revocation(&self, revoked: &Revoked) -> Result<Vec<String>, Error> {

@@ -17,7 +17,7 @@ use crate::{timestamp, Error};
 pub const SPEC_VERSION: u32 = 1;
 
 /// What every document body says of itself.
-pub trait Document {
+pub trait Document: DeserializeOwned + Serialize {
     /// Its `_type`.
     const TYPE: &'static str;
     /// The domain its signatures are made in.
@@ -31,7 +31,7 @@ pub trait Document {
 }
 
 /// Parses and checks a body: `_type`, `spec_version`, no unknown member.
-pub(super) fn parse_body<T: DeserializeOwned + Document>(body: &Value) -> Result<T, Error> {
+pub(super) fn parse_body<T: Document>(body: &Value) -> Result<T, Error> {
     let what = T::TYPE;
     match body.get("_type").and_then(Value::as_str) {
         Some(t) if t == what => {}
@@ -388,5 +388,76 @@ fn check_deployment(d: &str) -> Result<(), Error> {
         Err(bad(format!(
             "deployment {d:?} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
         )))
+    }
+}
+
+/// A version in a certification request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedVersion {
+    /// Version number.
+    pub version: u32,
+    /// Hex public key.
+    pub public_key: String,
+    /// Where it lives.
+    pub custody: Custody,
+    /// When it was generated.
+    pub created: String,
+    /// When it started signing, if it did.
+    pub activated: Option<String>,
+    /// When it was rotated out, if it was.
+    pub retired: Option<String>,
+    /// When it was revoked online, if it was.
+    pub revoked: Option<String>,
+    /// From when, for a revoked version.
+    pub compromised_since: Option<String>,
+}
+
+/// `sigil.request`: a daemon asks the officers to certify new versions.
+/// Evidence for the ceremony, never a trust input: each new key signs it
+/// (proof of possession), and so does the signing version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    /// `sigil.request`.
+    #[serde(rename = "_type")]
+    pub type_: String,
+    /// 1.
+    pub spec_version: u32,
+    /// The deployment of the imported root (empty before one).
+    pub deployment: String,
+    /// Key name.
+    pub name: String,
+    /// When made.
+    pub requested_at: String,
+    /// The daemon's keyset version (0: none yet).
+    pub keyset_version: u64,
+    /// Its body hash (empty: none yet).
+    pub keyset_sha256: String,
+    /// Standby versions to certify.
+    pub new: Vec<RequestedVersion>,
+    /// Every earlier version of the name, for adoption and for the
+    /// officers' check of the lineage.
+    pub history: Vec<RequestedVersion>,
+}
+
+impl Document for Request {
+    const TYPE: &'static str = "sigil.request";
+    const DOMAIN: Domain = Domain::Request;
+    const MAX_BYTES: usize = super::MAX_KEYSET_BYTES;
+
+    fn check(&self) -> Result<(), Error> {
+        parse_time(&self.requested_at, "request requested_at")?;
+        for v in self.new.iter().chain(&self.history) {
+            check_hex_key(
+                &v.public_key,
+                &format!("request {}.v{}", self.name, v.version),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn label(&self) -> String {
+        format!("for {}", self.name)
     }
 }

@@ -12,9 +12,9 @@
 //! request; each holds a NUL byte, so none is a C2SP note either.
 
 pub mod docs;
+mod material;
 pub mod trust;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -22,7 +22,10 @@ use sha2::{Digest, Sha256};
 use crate::receipt::SIG_PREFIX;
 use crate::{jcs, json, Error};
 
-pub use docs::{Custody, KeyVersion, Keyset, Root, RootKey, RootPolicy, RootRevocation, Statement};
+pub use docs::{
+    Custody, KeyVersion, Keyset, Request, RequestedVersion, Root, RootKey, RootPolicy,
+    RootRevocation, Statement,
+};
 
 /// Which role a signature speaks for: the domain string of its message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +99,7 @@ fn bad(m: impl Into<String>) -> Error {
     Error::Root(m.into())
 }
 
-impl<T: DeserializeOwned + Serialize + docs::Document> Signed<T> {
+impl<T: docs::Document> Signed<T> {
     /// Parses an envelope: strict JSON (no duplicate members), exactly the
     /// members `signed` and `signatures`, a body of the right `_type` and
     /// `spec_version` with no unknown member, at most `T::MAX_BYTES`.

@@ -328,6 +328,18 @@ impl Ctx {
         batch: Vec<Option<Command>>,
     ) -> (Option<State>, Vec<Outcome>) {
         let mut outcomes = Vec::with_capacity(batch.len());
+        // Under an offline root, a version the keyset does not vouch for
+        // (now) signs nothing: the whole batch is refused before the token
+        // is asked, and the chain is left as it is (fail closed).
+        if let Some(target) = self.keyring.signing_key(&self.key_name) {
+            if let Err(e) = self.keyring.may_sign(&target) {
+                let msg = format!("chain {}: {e}", self.name);
+                for cmd in batch.into_iter().flatten() {
+                    outcomes.push(fail(cmd, Error::Unavailable(msg.clone())));
+                }
+                return (state, outcomes);
+            }
+        }
         let opened = match (state, self.refused.get()) {
             (Some(s), _) => Ok(s),
             (None, Some(why)) => Err(why.clone()),

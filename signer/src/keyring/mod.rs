@@ -23,8 +23,11 @@ use sigil_proto::directory::{
 use sigil_proto::receipt::SIG_PREFIX;
 use sigil_proto::timestamp;
 
+use crate::root_role::RootRole;
 use crate::store::write_atomic;
 use crate::Error;
+
+mod offline;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
@@ -36,6 +39,10 @@ struct Record {
     /// Revoked, and the revocation receipts are not on every chain yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     revocation_pending: bool,
+    /// Generated in advance for the offline root to certify; signs nothing
+    /// and is not in the directory until a rotation activates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    standby: bool,
     /// The label namespace the key was generated in (`None`: before
     /// namespaces, label `sigil.<name>.v<N>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +102,8 @@ pub struct Keyring {
     meta: Mutex<Meta>,
     signatures: Mutex<HashMap<KeyId, u64>>,
     published: RwLock<Directory>,
+    /// The offline root's documents and what they allow.
+    root: RootRole,
 }
 
 impl Keyring {
@@ -133,6 +142,7 @@ impl Keyring {
             }),
             signatures: Mutex::new(HashMap::new()),
             published: RwLock::new(Directory::default()),
+            root: RootRole::open(data_dir)?,
         })
     }
 
@@ -149,7 +159,7 @@ impl Keyring {
             self.check_in_backend(&key)?;
             return Ok(key);
         }
-        self.generate_version(name, 1, None)
+        self.generate_version(name, 1, None, false)
     }
 
     /// Creates key name `name` (version 1). Fails if it exists. Blocking.
@@ -160,7 +170,7 @@ impl Keyring {
                 "key: {name:?} already exists"
             )));
         }
-        self.generate_version(name, 1, None)
+        self.generate_version(name, 1, None, false)
     }
 
     fn check_in_backend(&self, key: &ActiveKey) -> Result<(), Error> {
@@ -186,6 +196,7 @@ impl Keyring {
         name: &str,
         version: u32,
         endorser: Option<&ActiveKey>,
+        standby: bool,
     ) -> Result<ActiveKey, Error> {
         let namespace = self.lock_meta()?.namespace.clone();
         let id = KeyId::new(name, version)?.in_namespace(&namespace)?;
@@ -218,7 +229,7 @@ impl Keyring {
                 });
             }
         };
-        if endorser.is_some() {
+        if endorser.is_some() && !standby {
             crate::failpoint::hit("rotate.generated");
         }
         let custody = self.backend.describe(&id)?;
@@ -228,7 +239,7 @@ impl Keyring {
         entry.non_extractable = custody.non_extractable;
         entry.custody = custody.note;
         entry.created = now.clone();
-        entry.activated = Some(now);
+        entry.activated = (!standby).then_some(now);
         if let Some(prev) = endorser {
             let sig = self.backend.sign(
                 &prev.id,
@@ -238,8 +249,9 @@ impl Keyring {
         }
         let record = Record {
             entry,
-            pending: endorser.is_some(),
+            pending: endorser.is_some() && !standby,
             revocation_pending: false,
+            standby,
             namespace: Some(namespace),
         };
         self.lock_meta()?.generating.retain(|l| l != &label);
@@ -257,7 +269,7 @@ impl Keyring {
         let records = self.records.read().ok()?;
         records
             .iter()
-            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
+            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active && !r.standby)
             .max_by_key(|r| r.entry.version)
             .and_then(key_of)
     }
@@ -314,7 +326,7 @@ impl Keyring {
         let records = self.read()?;
         let mut active: Vec<&Record> = records
             .iter()
-            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
+            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active && !r.standby)
             .collect();
         active.sort_by_key(|r| r.entry.version);
         let (old, pending) = match active.as_slice() {
@@ -339,7 +351,13 @@ impl Keyring {
         if let Some(Some(new)) = pending {
             return Ok((old, new));
         }
-        let new = self.generate_version(name, next_version, Some(&old))?;
+        if name == self.directory_key && self.root.required() {
+            // Strict activation: only a version the root certified in
+            // advance may take over; none is generated here.
+            let new = self.activate_standby(name)?;
+            return Ok((old, new));
+        }
+        let new = self.generate_version(name, next_version, Some(&old), false)?;
         Ok((old, new))
     }
 
@@ -350,13 +368,16 @@ impl Keyring {
         self.update(|records| {
             let Some(newest) = records
                 .iter()
-                .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
+                .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active && !r.standby)
                 .map(|r| r.entry.version)
                 .max()
             else {
                 return;
             };
-            for r in records.iter_mut().filter(|r| r.entry.name == name) {
+            for r in records
+                .iter_mut()
+                .filter(|r| r.entry.name == name && !r.standby)
+            {
                 if r.entry.version == newest {
                     r.pending = false;
                 } else if r.entry.state == KeyState::Active {
@@ -474,7 +495,7 @@ impl Keyring {
         };
         records
             .iter()
-            .filter(|r| r.entry.state == KeyState::Active)
+            .filter(|r| r.entry.state == KeyState::Active && !r.standby)
             .filter_map(|r| {
                 let key = key_of(r)?;
                 let age = r
@@ -500,6 +521,7 @@ impl Keyring {
         let mut keys: Vec<KeyEntry> = self
             .read()?
             .iter()
+            .filter(|r| !r.standby)
             .map(|r| {
                 let mut e = r.entry.clone();
                 if e.name == self.directory_key {
@@ -535,6 +557,7 @@ impl Keyring {
                 keyid: signer.id.to_string(),
                 value: format!("{SIG_PREFIX}{}", hex::encode(sig.0)),
             });
+            dir.trust = self.statement(&dir, &signer)?;
         }
         *self
             .published

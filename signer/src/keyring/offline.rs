@@ -1,0 +1,262 @@
+//! The key records' side of the offline root: standby versions generated
+//! in advance, the certification request, imports, strict activation, and
+//! the directory statement.
+
+use serde_json::Value;
+use sigil_proto::directory::{Directory, KeyState};
+use sigil_proto::root::docs::{format_time, OnlineRevocation, Request, RequestedVersion};
+use sigil_proto::root::{Custody, Signed};
+use sigil_proto::timestamp;
+use time::OffsetDateTime;
+
+use super::{key_of, ActiveKey, Keyring, Record};
+use crate::root_role::Imported;
+use crate::store::write_atomic;
+use crate::Error;
+
+impl Keyring {
+    /// Whether `key` may sign now. Under a required offline root only a
+    /// version of the chain key that the keyset certifies, unrevoked and
+    /// inside its window, signs (chains, ledgers, the directory); without
+    /// one, every version the records hold as signing does.
+    pub fn may_sign(&self, key: &ActiveKey) -> Result<(), Error> {
+        if key.id.name() != self.directory_key {
+            return Ok(());
+        }
+        self.root
+            .allows(
+                &key.id.to_string(),
+                &key.public_hex,
+                OffsetDateTime::now_utc(),
+            )
+            .map_err(|why| Error::Unavailable(format!("{why}; nothing was signed")))
+    }
+
+    /// True once a keyset is imported.
+    pub fn root_required(&self) -> bool {
+        self.root.required()
+    }
+
+    /// Certified standby versions of `name` ready to take over.
+    pub fn standby_versions(&self, name: &str) -> usize {
+        self.read()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r.standby && r.entry.name == name)
+                    .filter(|r| self.root.certified(&r.entry.public_key))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Makes the lowest certified standby of `name` the pending successor.
+    pub(super) fn activate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
+        let records = self.read()?;
+        let Some(next) = records
+            .iter()
+            .filter(|r| r.standby && r.entry.name == name)
+            .filter(|r| self.root.certified(&r.entry.public_key))
+            .min_by_key(|r| r.entry.version)
+        else {
+            return Err(Error::FailedPrecondition(format!(
+                "no certified standby version of {name:?} to rotate to: run `sigil keys \
+                 prepare`, have the officers certify the request, and import the keyset"
+            )));
+        };
+        let key = key_of(next)
+            .ok_or_else(|| Error::Corrupt(format!("key record of {name} is malformed")))?;
+        let version = next.entry.version;
+        drop(records);
+        let now = timestamp::now();
+        self.update(|records| {
+            for r in records
+                .iter_mut()
+                .filter(|r| r.entry.name == name && r.entry.version == version)
+            {
+                r.standby = false;
+                r.pending = true;
+                r.entry.activated = Some(now.clone());
+            }
+        })?;
+        tracing::info!(key = %key.id, "standby version activated");
+        Ok(key)
+    }
+
+    /// Generates `count` standby versions of `name` (each endorsed, for
+    /// older verifiers, by the version before it) and returns the request
+    /// for the officers: the standbys not yet certified, the name's
+    /// history, signed by each new key (proof of possession) and by the
+    /// signing version. Also written to `<data-dir>/root/requests/`.
+    /// Blocking.
+    pub fn prepare(&self, name: &str, count: u32) -> Result<String, Error> {
+        if !(1..=16).contains(&count) {
+            return Err(Error::InvalidArgument(
+                "count: from 1 to 16 standby versions at a time".into(),
+            ));
+        }
+        let Some(signing) = self.signing_key(name) else {
+            return Err(Error::NotFound(format!(
+                "key: no active key named {name:?}"
+            )));
+        };
+        for _ in 0..count {
+            let (prev, next) = {
+                let records = self.read()?;
+                let newest = records
+                    .iter()
+                    .filter(|r| r.entry.name == name)
+                    .max_by_key(|r| r.entry.version)
+                    .ok_or_else(|| Error::NotFound(format!("key: no key named {name:?}")))?;
+                (key_of(newest), newest.entry.version + 1)
+            };
+            let prev = prev.ok_or_else(|| Error::Corrupt(format!("key record of {name}")))?;
+            self.generate_version(name, next, Some(&prev), true)?;
+        }
+        let records = self.read()?.clone();
+        let requested = |r: &Record| RequestedVersion {
+            version: r.entry.version,
+            public_key: r.entry.public_key.clone(),
+            custody: Custody {
+                backend: r.entry.backend.clone(),
+                token: String::new(),
+                non_extractable: r.entry.non_extractable,
+                attestation: None,
+            },
+            created: r.entry.created.clone(),
+            activated: r.entry.activated.clone(),
+            retired: r.entry.retired.clone(),
+            revoked: r.entry.revoked.clone(),
+            compromised_since: r.entry.compromised_since.clone(),
+        };
+        let mut mine: Vec<&Record> = records.iter().filter(|r| r.entry.name == name).collect();
+        mine.sort_by_key(|r| r.entry.version);
+        let new: Vec<&Record> = mine
+            .iter()
+            .copied()
+            .filter(|r| r.standby && !self.root.certified(&r.entry.public_key))
+            .collect();
+        let (deployment, keyset_version, keyset_sha256) = self.root.current();
+        let body = Request {
+            type_: "sigil.request".into(),
+            spec_version: 1,
+            deployment,
+            name: name.to_owned(),
+            requested_at: format_time(OffsetDateTime::now_utc()),
+            keyset_version,
+            keyset_sha256,
+            new: new.iter().map(|r| requested(r)).collect(),
+            history: mine
+                .iter()
+                .filter(|r| !r.standby)
+                .map(|r| requested(r))
+                .collect(),
+        };
+        let internal = |e: sigil_proto::Error| Error::Internal(format!("request: {e}"));
+        let mut doc = Signed::new(body).map_err(internal)?;
+        let input = doc.signing_input().map_err(internal)?;
+        let signers = new.iter().filter_map(|r| key_of(r)).chain([signing]);
+        for k in signers {
+            let sig = self.backend.sign(&k.id, &input)?;
+            let pk = public_bytes(&k.public_hex)?;
+            doc.add_signature(&pk, &sig.0);
+        }
+        let text = doc.to_json();
+        let dir = self.path.with_file_name("root").join("requests");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let file = dir.join(format!(
+            "{}.request.json",
+            doc.signed.requested_at.replace(':', "")
+        ));
+        write_atomic(&file, text.as_bytes())?;
+        Ok(text)
+    }
+
+    /// Imports a root or keyset document (checked as a verifier would, plus
+    /// the daemon's guards) and re-publishes the directory. Blocking.
+    pub fn import(&self, text: &str) -> Result<Imported, Error> {
+        let records = self.read()?.clone();
+        let generated = |name: &str, pk: &str| {
+            records
+                .iter()
+                .any(|r| r.entry.name == name && r.entry.public_key == pk)
+        };
+        let signing = self.signing_key(&self.directory_key).map(|k| k.public_hex);
+        let imported = self.root.import(text, generated, signing.as_deref())?;
+        self.publish()?;
+        Ok(imported)
+    }
+
+    /// Versions of `name` that the imported keyset revokes and the records
+    /// do not yet: (version, reason, compromised_since).
+    pub fn root_revocations(&self, name: &str) -> Vec<(u32, String, String)> {
+        let Ok(records) = self.read() else {
+            return Vec::new();
+        };
+        records
+            .iter()
+            .filter(|r| r.entry.name == name && r.entry.state != KeyState::Revoked)
+            .filter_map(|r| {
+                self.root
+                    .revocation_of(&r.entry.public_key)
+                    .map(|(reason, since)| (r.entry.version, reason, since))
+            })
+            .collect()
+    }
+
+    /// The directory's `trust` member under a required root; `None` when
+    /// the signing version may not sign (then verifiers pinned to the root
+    /// refuse the directory: fail closed).
+    pub(super) fn statement(
+        &self,
+        dir: &Directory,
+        signer: &ActiveKey,
+    ) -> Result<Option<Value>, Error> {
+        if !self.root.required() || self.may_sign(signer).is_err() {
+            return Ok(None);
+        }
+        let keys = serde_json::to_value(&dir.keys).map_err(|e| Error::Internal(e.to_string()))?;
+        let revoked = dir
+            .keys
+            .iter()
+            .filter(|k| k.name == self.directory_key && k.state == KeyState::Revoked)
+            .filter(|k| self.root.lists(&k.public_key))
+            .map(|k| OnlineRevocation {
+                name: k.name.clone(),
+                version: k.version,
+                compromised_since: k
+                    .compromised_since
+                    .as_deref()
+                    .and_then(|s| timestamp::parse(s).ok())
+                    .map(format_time)
+                    .unwrap_or_default(),
+                reason: k.reason.clone().unwrap_or_default(),
+                through: k.through.clone().unwrap_or_default(),
+            })
+            .collect();
+        let pk = public_bytes(&signer.public_hex)?;
+        self.root.trust_member(
+            &keys,
+            (signer.id.name(), signer.id.version()),
+            revoked,
+            &pk,
+            |msg| {
+                let sig = self.backend.sign(&signer.id, msg)?;
+                sigil_proto::root::verify_strict(
+                    &signer.public_hex,
+                    msg,
+                    &format!("ed25519:{}", hex::encode(sig.0)),
+                )
+                .map_err(|e| Error::Unavailable(format!("the token's statement signature: {e}")))?;
+                Ok(sig.0)
+            },
+        )
+    }
+}
+
+fn public_bytes(hex_key: &str) -> Result<[u8; 32], Error> {
+    hex::decode(hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Corrupt(format!("public key {hex_key} is not 32 bytes of hex")))
+}
