@@ -11,6 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod forge;
+pub mod root;
 pub mod tokens;
 
 /// Path of a workspace binary (`sigild`, `sigil`).

@@ -10,31 +10,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use sigil_tests::tokens::SoftHsm;
+use sigil_tests::root::Ceremony;
 use sigil_tests::{
-    bin, chain_receipts, export_endorsements, pipelock_verify, record, sigil_verify_chain, Daemon,
+    chain_receipts, export_endorsements, pipelock_verify, record, sigil_verify_chain,
 };
-
-/// Runs `sigil ARGS` with SoftHSM's configuration; (exit code, stdout,
-/// stderr).
-fn run(conf: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(bin("sigil"))
-        .args(args)
-        .env("SOFTHSM2_CONF", conf)
-        .output()
-        .expect("run sigil");
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn ok(conf: &Path, args: &[&str]) -> String {
-    let (code, out, err) = run(conf, args);
-    assert_eq!(code, 0, "sigil {args:?}: {out}{err}");
-    out
-}
 
 async fn append(endpoint: &str, chain: &str, from: usize, n: usize) {
     let mut c = sigil_client::Client::connect(endpoint).await.unwrap();
@@ -46,186 +25,103 @@ async fn append(endpoint: &str, chain: &str, from: usize, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_key_endorses() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = SoftHsm::new(tmp.path(), "officer-a");
-    let b = SoftHsm::new(tmp.path(), "officer-b");
-    let hsm = SoftHsm::new(tmp.path(), "sigil");
-    let conf = a.conf.clone();
-    let env = [("SOFTHSM2_CONF", conf.to_str().unwrap())];
-    let config = hsm.config(tmp.path(), 2);
+    let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
-    let rootdir = tmp.path().join("ceremony");
-    let rd = rootdir.to_str().unwrap();
-    let mut daemon =
-        Daemon::try_start_env(&data, &["--config", config.to_str().unwrap()], &env).unwrap();
-    let sock = daemon.admin_socket();
-    let sock = sock.to_str().unwrap();
+    let rd = c.dir.to_str().unwrap();
+    let mut daemon = c.daemon(&data, &[]);
     append(&daemon.endpoint, "payments", 0, 5).await;
 
     // Offline: root 1, 2 of 2. Threshold 1 needs --single-key; an existing
     // root key is not adopted silently.
-    let (code, _, err) = run(
-        &conf,
-        &[
-            "root",
-            "init",
-            "--dir",
-            rd,
-            "--deployment",
-            "payments-prod",
-            "--threshold",
-            "1",
-            "--key",
-            &a.uri(),
-        ],
-    );
+    let (code, _, err) = c.sigil(&[
+        "root",
+        "init",
+        "--dir",
+        rd,
+        "--deployment",
+        "payments-prod",
+        "--threshold",
+        "1",
+        "--key",
+        &c.a.uri(),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("--single-key"), "{err}");
-    let out = ok(
-        &conf,
-        &[
-            "root",
-            "init",
-            "--dir",
-            rd,
-            "--deployment",
-            "payments-prod",
-            "--threshold",
-            "2",
-            "--key",
-            &a.uri(),
-            "--key",
-            &b.uri(),
-        ],
-    );
-    let pins: Vec<String> = out
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .windows(2)
-        .filter(|w| w[0] == "--root-key")
-        .map(|w| w[1].to_owned())
-        .collect();
-    assert_eq!(pins.len(), 2, "{out}");
+    let pins = c.init();
+    assert_eq!(pins.len(), 2);
     let other = tmp.path().join("other");
-    let (code, _, err) = run(
-        &conf,
-        &[
-            "root",
-            "init",
-            "--dir",
-            other.to_str().unwrap(),
-            "--deployment",
-            "x",
-            "--threshold",
-            "2",
-            "--key",
-            &a.uri(),
-            "--key",
-            &b.uri(),
-        ],
-    );
+    let (code, _, err) = c.sigil(&[
+        "root",
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--deployment",
+        "x",
+        "--threshold",
+        "2",
+        "--key",
+        &c.a.uri(),
+        "--key",
+        &c.b.uri(),
+    ]);
     assert_ne!(code, 0);
     assert!(err.contains("--existing"), "{err}");
 
     // Daemon host: import root 1, prepare one standby; offline: certify
     // (adopting v1) by a, sign by b; import the keyset.
-    let root1 = rootdir.join("root/1.root.json");
-    ok(
-        &conf,
-        &[
-            "keys",
-            "--admin-socket",
-            sock,
-            "import-statement",
-            root1.to_str().unwrap(),
-        ],
-    );
+    let root1 = c.dir.join("root/1.root.json");
+    assert_eq!(c.import(&daemon, &root1).0, 0);
     let req = tmp.path().join("req.json");
-    ok(
-        &conf,
-        &[
-            "keys",
-            "--admin-socket",
-            sock,
-            "prepare",
-            "--count",
-            "1",
-            "--out",
-            req.to_str().unwrap(),
-        ],
-    );
-    let out = ok(
-        &conf,
-        &[
-            "root",
-            "certify",
-            req.to_str().unwrap(),
-            "--dir",
-            rd,
-            "--sign-with",
-            &a.uri(),
-            "--adopt",
-        ],
-    );
+    c.ok(&[
+        "keys",
+        "--admin-socket",
+        daemon.admin_socket().to_str().unwrap(),
+        "prepare",
+        "--count",
+        "1",
+        "--out",
+        req.to_str().unwrap(),
+    ]);
+    let out = c.ok(&[
+        "root",
+        "certify",
+        req.to_str().unwrap(),
+        "--dir",
+        rd,
+        "--sign-with",
+        &c.a.uri(),
+        "--adopt",
+    ]);
     assert!(out.contains("1 of 2 signatures"), "{out}");
-    let staged = rootdir.join("staged/keyset.1.json");
+    let staged = c.dir.join("staged/keyset.1.json");
     // One officer's signature is not enough for the daemon.
-    let (code, _, err) = run(
-        &conf,
-        &[
-            "keys",
-            "--admin-socket",
-            sock,
-            "import-statement",
-            staged.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = c.import(&daemon, &staged);
     assert_ne!(code, 0);
     assert!(err.contains("1 valid signature(s)"), "{err}");
-    let out = ok(
-        &conf,
-        &[
-            "root",
-            "sign",
-            staged.to_str().unwrap(),
-            "--dir",
-            rd,
-            "--sign-with",
-            &b.uri(),
-        ],
-    );
+    let out = c.ok(&[
+        "root",
+        "sign",
+        staged.to_str().unwrap(),
+        "--dir",
+        rd,
+        "--sign-with",
+        &c.b.uri(),
+    ]);
     assert!(out.contains("complete"), "{out}");
-    let keyset1 = rootdir.join("keyset/1.keyset.json");
-    ok(
-        &conf,
-        &[
-            "keys",
-            "--admin-socket",
-            sock,
-            "import-statement",
-            keyset1.to_str().unwrap(),
-        ],
-    );
+    let keyset1 = c.dir.join("keyset/1.keyset.json");
+    assert_eq!(c.import(&daemon, &keyset1).0, 0);
     // The same keyset again: no version increase.
-    let (code, _, err) = run(
-        &conf,
-        &[
-            "keys",
-            "--admin-socket",
-            sock,
-            "import-statement",
-            keyset1.to_str().unwrap(),
-        ],
-    );
+    let (code, _, err) = c.import(&daemon, &keyset1);
     assert_ne!(code, 0);
     assert!(err.contains("no version increase"), "{err}");
 
     // Appends, a rotation to the certified standby, more appends.
     append(&daemon.endpoint, "payments", 5, 5).await;
-    let out = ok(&conf, &["keys", "--admin-socket", sock, "rotate"]);
+    let (_, out, _) = c.keys(&daemon, &["rotate"]);
     assert!(out.contains("mediator.v2"), "{out}");
     append(&daemon.endpoint, "payments", 10, 5).await;
     // No standby left: the next rotation waits for a ceremony.
-    let (code, _, err) = run(&conf, &["keys", "--admin-socket", sock, "rotate"]);
+    let (code, _, err) = c.keys(&daemon, &["rotate"]);
     assert_ne!(code, 0);
     assert!(
         err.contains("FailedPrecondition") || err.contains("no certified standby"),
@@ -234,7 +130,7 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
 
     let chain = daemon.chain_path("payments");
     let url = daemon.directory_url();
-    let (code, msg) = sigil_verify_chain(&chain, &pinned(&pins, &url));
+    let (code, msg) = sigil_verify_chain(&chain, &Ceremony::pinned(&pins, &url));
     assert_eq!(code, 0, "{msg}");
     assert!(
         msg.contains("ROOT v1 (2 of 2) KEYSET v1 DIRECTORY"),
@@ -257,7 +153,7 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     // without the root documents, the active version v2 endorses a
     // successor v3 nobody certified, which then signs receipts.
     let saved = tmp.path().join("directory.json");
-    let (code, out, _) = run(&conf, &["directory", "--endpoint", &daemon.endpoint]);
+    let (code, out, _) = c.sigil(&["directory", "--endpoint", &daemon.endpoint]);
     assert_eq!(code, 0);
     std::fs::write(&saved, &out).unwrap();
     assert!(daemon.terminate());
@@ -266,13 +162,8 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     std::fs::remove_dir_all(stolen.join("root")).unwrap();
     let _ = std::fs::remove_file(stolen.join("admin.sock"));
     let _ = std::fs::remove_file(stolen.join("sigild.lock"));
-    let thief =
-        Daemon::try_start_env(&stolen, &["--config", config.to_str().unwrap()], &env).unwrap();
-    let tsock = thief.admin_socket();
-    let out = ok(
-        &conf,
-        &["keys", "--admin-socket", tsock.to_str().unwrap(), "rotate"],
-    );
+    let thief = c.daemon(&stolen, &[]);
+    let out = c.keys(&thief, &["rotate"]).1;
     assert!(out.contains("mediator.v3"), "{out}");
     append(&thief.endpoint, "payments", 15, 5).await;
     let forged = thief.chain_path("payments");
@@ -282,19 +173,10 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
         valid,
         "pipelock-verify trusts endorsements (spec §7): {out}"
     );
-    let (code, msg) = sigil_verify_chain(&forged, &pinned(&pins, saved.to_str().unwrap()));
+    let (code, msg) =
+        sigil_verify_chain(&forged, &Ceremony::pinned(&pins, saved.to_str().unwrap()));
     assert_eq!(code, 1, "{msg}");
     assert!(msg.contains("not in keyset v1"), "{msg}");
-}
-
-/// `--root-key A --root-key B --root-threshold 2 --directory DIR`.
-fn pinned<'a>(pins: &'a [String], directory: &'a str) -> Vec<&'a str> {
-    let mut v: Vec<&str> = pins
-        .iter()
-        .flat_map(|p| ["--root-key", p.as_str()])
-        .collect();
-    v.extend(["--root-threshold", "2", "--directory", directory]);
-    v
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -316,14 +198,28 @@ fn sigild_does_not_depend_on_the_ceremony_crate() {
     // The daemon imports finished documents; it can never sign as the root.
     for manifest in ["signer/Cargo.toml", "keys/Cargo.toml", "proto/Cargo.toml"] {
         let text = std::fs::read_to_string(sigil_tests::workspace().join(manifest)).unwrap();
-        assert!(!text.contains("sigil-root"), "{manifest} depends on sigil-root");
+        assert!(
+            !text.contains("sigil-root"),
+            "{manifest} depends on sigil-root"
+        );
     }
     let tree = Command::new(env!("CARGO"))
-        .args(["tree", "--offline", "-p", "sigil-signer", "--all-features", "-e", "normal"])
+        .args([
+            "tree",
+            "--offline",
+            "-p",
+            "sigil-signer",
+            "--all-features",
+            "-e",
+            "normal",
+        ])
         .current_dir(sigil_tests::workspace())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&tree.stdout);
-    assert!(tree.status.success() && text.contains("sigil-keys"), "{text}");
+    assert!(
+        tree.status.success() && text.contains("sigil-keys"),
+        "{text}"
+    );
     assert!(!text.contains("sigil-root"), "{text}");
 }

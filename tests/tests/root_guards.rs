@@ -1,0 +1,125 @@
+//! What the daemon refuses to import, each with FAILED_PRECONDITION naming
+//! the rule and a byte-identical data dir: another deployment, no version
+//! increase, a `prev` other than the imported keyset, a dropped revocation,
+//! a key the daemon did not generate. Every document here carries both
+//! officers' signatures: the guards hold even against the root's own keys.
+
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sigil_tests::root::Ceremony;
+
+/// keys.json and every file under root/, as bytes.
+fn snapshot(data: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v = vec![(
+        "keys.json".to_owned(),
+        std::fs::read(data.join("keys.json")).unwrap(),
+    )];
+    let mut files: Vec<_> = std::fs::read_dir(data.join("root"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for f in files {
+        v.push((f.display().to_string(), std::fs::read(&f).unwrap()));
+    }
+    v
+}
+
+fn sha(body: &Value) -> String {
+    hex::encode(sigil_proto::root::body_sha256(body).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_that_do_not_follow_are_refused_and_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Ceremony::new(tmp.path());
+    let data = tmp.path().join("data");
+    let daemon = c.daemon(&data, &[]);
+    c.init();
+    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
+    let ks1 = c.certify(&daemon, 1, true);
+    let body1 = Ceremony::body(&ks1);
+
+    let refused = |file: &Path, rule: &str| {
+        let before = snapshot(&data);
+        let (code, out, err) = c.import(&daemon, file);
+        assert_ne!(code, 0, "{out}");
+        // FAILED_PRECONDITION, as the CLI spells it.
+        assert!(err.contains("not in a state required"), "{err}");
+        assert!(err.contains(rule), "expected {rule:?}: {err}");
+        assert_eq!(
+            before,
+            snapshot(&data),
+            "a refused import changed the data dir"
+        );
+    };
+
+    refused(&c.dir.join("root/1.root.json"), "no version increase");
+    refused(&ks1, "no version increase");
+
+    let mut other = body1.clone();
+    other["deployment"] = json!("other-prod");
+    other["version"] = json!(2);
+    other["prev"] = json!(sha(&body1));
+    refused(
+        &c.signed_by_officers(other, "deployment"),
+        "is for deployment",
+    );
+
+    let mut wrong_prev = body1.clone();
+    wrong_prev["version"] = json!(2);
+    wrong_prev["prev"] = json!("00".repeat(32));
+    refused(
+        &c.signed_by_officers(wrong_prev, "prev"),
+        "prev does not name",
+    );
+
+    let mut foreign = body1.clone();
+    foreign["version"] = json!(2);
+    foreign["prev"] = json!(sha(&body1));
+    let mut x = foreign["keys"]["mediator"][0].clone();
+    x["version"] = json!(9);
+    x["public_key"] = json!("5a".repeat(32));
+    foreign["keys"]["mediator"]
+        .as_array_mut()
+        .unwrap()
+        .insert(0, x);
+    refused(
+        &c.signed_by_officers(foreign, "foreign"),
+        "did not generate",
+    );
+
+    // Keyset 2 revokes the standby (mediator.v2): imported, and carried out.
+    let mut revoking = body1.clone();
+    revoking["version"] = json!(2);
+    revoking["prev"] = json!(sha(&body1));
+    let since = sigil_proto::root::docs::format_time(time::OffsetDateTime::now_utc());
+    for v in revoking["keys"]["mediator"].as_array_mut().unwrap() {
+        if v["version"] == 2 {
+            v["revoked"] = json!({"reason": "token lost", "revoked_at": since,
+                                  "compromised_since": since, "through": [], "through_log": null});
+        }
+    }
+    let ks2 = c.signed_by_officers(revoking.clone(), "revoking");
+    let (code, out, err) = c.import(&daemon, &ks2);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("mediator.v2"),
+        "the revocation was not carried out: {out}"
+    );
+
+    // Keyset 3 drops that revocation.
+    let body2 = Ceremony::body(&ks2);
+    let mut dropped = body2.clone();
+    dropped["version"] = json!(3);
+    dropped["prev"] = json!(sha(&body2));
+    for v in dropped["keys"]["mediator"].as_array_mut().unwrap() {
+        v.as_object_mut().unwrap().remove("revoked");
+    }
+    refused(
+        &c.signed_by_officers(dropped, "dropped"),
+        "drops the revocation",
+    );
+}
