@@ -92,6 +92,9 @@ pub struct RotationConfig {
     /// signature count, and must not be able to make the daemon rotate (and
     /// grow its key history) as fast as they append.
     pub min_interval_seconds: u64,
+    /// Under an offline root: rotate to a certified standby this many
+    /// seconds before the signing version's window closes.
+    pub rotate_lead_seconds: u64,
 }
 
 impl Default for RotationConfig {
@@ -101,6 +104,7 @@ impl Default for RotationConfig {
             max_signatures: 0,
             check_seconds: 60,
             min_interval_seconds: 60,
+            rotate_lead_seconds: 7 * 86_400,
         }
     }
 }

@@ -240,7 +240,8 @@ impl Lifecycle {
     }
 
     /// Rotates on schedule: when a signing version is older than
-    /// `max_age`, and when a chain reports (through `requests`) that a
+    /// `max_age`, when its certified window closes within `lead` (under an
+    /// offline root), and when a chain reports (through `requests`) that a
     /// version reached `max_signatures`; never twice within `min_interval`.
     pub fn spawn_schedule(
         self: Arc<Self>,
@@ -249,6 +250,7 @@ impl Lifecycle {
         max_signatures: u64,
         check_every: Duration,
         min_interval: Duration,
+        lead: Duration,
     ) {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(check_every);
@@ -262,7 +264,9 @@ impl Lifecycle {
                             (max_signatures > 0 && self.keyring.signatures(&k.id) >= max_signatures).then_some(name)
                         }),
                     },
-                    _ = tick.tick() => max_age.and_then(|age| self.aged(age)),
+                    _ = tick.tick() => max_age
+                        .and_then(|age| self.aged(age))
+                        .or_else(|| self.window_closing(lead)),
                 };
                 let too_soon = last.is_some_and(|t| t.elapsed() < min_interval);
                 if let (Some(name), true) = (&due, too_soon) {
@@ -279,6 +283,16 @@ impl Lifecycle {
                 }
             }
         });
+    }
+
+    /// The chain key name when its signing version's certified window
+    /// closes within `lead`.
+    fn window_closing(&self, lead: Duration) -> Option<String> {
+        let name = self.chains.default_key().to_owned();
+        let key = self.keyring.signing_key(&name)?;
+        let closes = self.keyring.window_end(&key)?;
+        let lead = time::Duration::try_from(lead).unwrap_or(time::Duration::MAX);
+        (time::OffsetDateTime::now_utc() + lead >= closes).then_some(name)
     }
 
     /// The chain key name when its signing version is older than `max_age`.

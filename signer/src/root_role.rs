@@ -127,6 +127,13 @@ impl RootRole {
             .unwrap_or(false)
     }
 
+    /// The end of `public_hex`'s certified window.
+    pub fn not_after(&self, public_hex: &str) -> Option<OffsetDateTime> {
+        let d = self.docs.read().ok()?;
+        let (_, v) = d.keyset.as_ref()?.signed.find(public_hex)?;
+        sigil_proto::timestamp::parse(&v.not_after).ok()
+    }
+
     /// True when the keyset lists `public_hex` (revoked or not).
     pub fn lists(&self, public_hex: &str) -> bool {
         self.docs

@@ -122,6 +122,7 @@ pub async fn run_with_backend(
         r.max_signatures,
         std::time::Duration::from_secs(r.check_seconds.max(1)),
         std::time::Duration::from_secs(r.min_interval_seconds),
+        std::time::Duration::from_secs(r.rotate_lead_seconds),
     );
 
     let grpc = TcpListener::bind(config.grpc_listen)

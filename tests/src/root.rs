@@ -43,7 +43,12 @@ impl Ceremony {
 
     /// Starts sigild on `data` with the token config and `extra` args.
     pub fn daemon(&self, data: &Path, extra: &[&str]) -> Daemon {
-        let mut args = vec!["--config", self.config.to_str().unwrap()];
+        self.daemon_with(data, &self.config, extra)
+    }
+
+    /// Starts sigild on `data` with `config` (which must name the token).
+    pub fn daemon_with(&self, data: &Path, config: &Path, extra: &[&str]) -> Daemon {
+        let mut args = vec!["--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
         let conf = self.conf.to_str().unwrap();
         Daemon::try_start_env(data, &args, &[("SOFTHSM2_CONF", conf)]).unwrap()

@@ -32,6 +32,12 @@ impl Keyring {
             .map_err(|why| Error::Unavailable(format!("{why}; nothing was signed")))
     }
 
+    /// When `key`'s certified window closes (`None`: no root, or not
+    /// certified).
+    pub fn window_end(&self, key: &ActiveKey) -> Option<OffsetDateTime> {
+        self.root.not_after(&key.public_hex)
+    }
+
     /// True once a keyset is imported.
     pub fn root_required(&self) -> bool {
         self.root.required()
