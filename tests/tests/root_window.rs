@@ -114,10 +114,6 @@ async fn a_closing_window_rotates_early_then_fails_closed() {
     );
     assert_eq!(code, 1, "{msg}");
     assert!(msg.contains("outside its certified window"), "{msg}");
-    assert!(
-        msg.contains("online revocations not checked") || code == 1,
-        "{msg}"
-    );
 
     // v2's window closes and no standby is left: appends fail closed.
     tokio::time::sleep(Duration::from_secs(12)).await;
