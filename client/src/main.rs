@@ -170,6 +170,17 @@ enum ChainCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print, as the JSON list `sigil root revoke --tails` takes, each
+    /// chain's last receipt signed by one key: where a root revocation of
+    /// that key pins the chain. Each file is verified first (unpinned).
+    Tails {
+        /// The signer key, 64 hex characters.
+        #[arg(long)]
+        signer: String,
+        /// Chain files (copies held where the key could not reach).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -244,6 +255,9 @@ async fn run(cli: Cli) -> u8 {
         Command::Chain {
             command: ChainCommand::Endorsements { file, out },
         } => endorsements(&file, &out),
+        Command::Chain {
+            command: ChainCommand::Tails { signer, files },
+        } => tails(&signer, &files),
         Command::Bench(args) => bench::run(args).await,
         Command::Completions { shell } => docs::completions(Cli::command(), shell),
         Command::Man { out } => docs::man_pages(Cli::command(), &out).map(|pages| {
@@ -396,6 +410,36 @@ async fn keys(target: &Target, cmd: KeysCommand) -> Result<(), ClientError> {
         }
     };
     println!("{out}");
+    Ok(())
+}
+
+fn tails(signer: &str, files: &[PathBuf]) -> Result<(), ClientError> {
+    let signer = signer.to_lowercase();
+    let mut out = Vec::new();
+    for f in files {
+        let text = read(f)?;
+        // The file's own first signer: the tails are only as good as the
+        // copy they come from, which is why it must be one the key could
+        // not reach.
+        let first = sigil_proto::chain::split_lines(&text)
+            .into_iter()
+            .find_map(|l| match receipt::parse_entry(l) {
+                Ok(Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
+                _ => None,
+            });
+        let opts = sigil_proto::chain::Options {
+            pinned: first,
+            endorsements_from_file: true,
+            ..Default::default()
+        };
+        let s = sigil_proto::chain::verify(&text, &opts)
+            .map_err(|e| ClientError::Input(format!("{}: {e}", f.display())))?;
+        let (Some(chain), Some((seq, hash))) = (s.session_id, s.tails.get(&signer)) else {
+            continue;
+        };
+        out.push(serde_json::json!({"chain": chain, "seq": seq, "receipt_hash": hash}));
+    }
+    println!("{}", serde_json::Value::Array(out));
     Ok(())
 }
 

@@ -77,6 +77,11 @@ pub struct Summary {
     /// Receipts otherwise valid but signed by a revoked key at or after its
     /// compromise time. When non-empty, [`verify`] returns an error too.
     pub revoked: Vec<RevokedReceipt>,
+    /// The recorder session the chain was checked as.
+    pub session_id: Option<String>,
+    /// Per signer key (lowercase hex), its last receipt: (seq, hash). What
+    /// a root revocation pins (`sigil chain tails`).
+    pub tails: HashMap<String, (u64, String)>,
 }
 
 struct Run {
@@ -194,6 +199,8 @@ pub fn verify_with_progress(
             segment_keys: Vec::new(),
             endorsements_used: 0,
             revoked: Vec::new(),
+            session_id: None,
+            tails: HashMap::new(),
         },
     };
     w.used = vec![false; w.endorsements.len()];
@@ -216,6 +223,7 @@ pub fn verify_with_progress(
     }
     let mut summary = w.summary;
     summary.endorsements_used = w.used.len();
+    summary.session_id = w.session_id.clone();
     summary.end_time = receipts[receipts.len() - 1]
         .1
         .str_field("timestamp")
@@ -552,6 +560,9 @@ impl Walk<'_> {
         // Parsed once for the time order, retirement and revocation rules.
         let ts = timestamp::parse(r.str_field("timestamp")).map_err(Error::Chain)?;
         let signer = r.signer_key.to_lowercase();
+        self.summary
+            .tails
+            .insert(signer.clone(), (seq, hash.to_owned()));
         if policy.monotonic_time {
             if let Some(prev) = self.prev_time.filter(|p| ts < *p) {
                 return Err(Error::Policy(format!(
