@@ -124,8 +124,7 @@ async fn a_root_revocation_pins_the_last_trusted_receipt_by_hash() {
             .lines()
             .rev()
             .find(|l| l.contains("action_record") && l.contains(&v1))
-            .unwrap()
-            .to_owned(),
+            .unwrap(),
     );
 
     // Offline: revoke v1, pinned; daemon host: import.
