@@ -119,7 +119,7 @@ async fn a_root_revocation_pins_the_last_trusted_receipt_by_hash() {
     let lone_v1 = write(
         t,
         "lone-v1.json",
-        &std::fs::read_to_string(&fork_after)
+        std::fs::read_to_string(&fork_after)
             .unwrap()
             .lines()
             .rev()
