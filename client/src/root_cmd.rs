@@ -80,6 +80,39 @@ pub enum RootCommand {
         #[arg(long)]
         sign_with: String,
     },
+    /// Stage the next root: keys added (generated in their tokens, which
+    /// sign it) or removed, the threshold changed; it needs a threshold of
+    /// the old keys and of the new ones (`sigil root sign`). Re-sign the
+    /// keyset afterwards with `sigil root renew`.
+    Rotate {
+        #[arg(long)]
+        dir: PathBuf,
+        /// A new officer's token (PKCS#11 URI); repeat.
+        #[arg(long)]
+        add: Vec<String>,
+        /// A root key (hex) to remove; repeat.
+        #[arg(long)]
+        remove: Vec<String>,
+        /// The new threshold (default: unchanged).
+        #[arg(long)]
+        threshold: Option<u32>,
+        /// Adopt a sigil.root.v1 already in an added token.
+        #[arg(long)]
+        existing: bool,
+        #[arg(long)]
+        sign_with: String,
+    },
+    /// Stage the next keyset with the same versions (after a root rotation,
+    /// or before the keyset expires); with --root, the next root with the
+    /// same keys and a new expiry.
+    Renew {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        root: bool,
+        #[arg(long)]
+        sign_with: String,
+    },
     /// Versions, expiries and staged documents.
     Status {
         #[arg(long)]
@@ -197,6 +230,40 @@ pub fn run(cmd: RootCommand) -> Result<(), ClientError> {
                 )
                 .map_err(err)?,
             )
+        }
+        RootCommand::Rotate {
+            dir,
+            add,
+            remove,
+            threshold,
+            existing,
+            sign_with,
+        } => {
+            let add = add
+                .iter()
+                .map(|u| RootToken::open(u, None))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(err)?;
+            let token = RootToken::open(&sign_with, None).map_err(err)?;
+            placed(
+                sigil_root::rotate(
+                    &RootDir::new(dir),
+                    &add,
+                    &remove,
+                    threshold,
+                    existing,
+                    &token,
+                )
+                .map_err(err)?,
+            )
+        }
+        RootCommand::Renew {
+            dir,
+            root,
+            sign_with,
+        } => {
+            let token = RootToken::open(&sign_with, None).map_err(err)?;
+            placed(sigil_root::renew(&RootDir::new(dir), root, &token).map_err(err)?)
         }
         RootCommand::Status { dir } => sigil_root::status(&RootDir::new(dir)).map_err(err)?,
     };
