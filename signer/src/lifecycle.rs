@@ -164,14 +164,23 @@ impl Lifecycle {
             Imported::Root(v) => format!("root v{v}"),
             Imported::Keyset(v, _) => format!("keyset v{v}"),
         };
+        failpoint::hit("import.stored");
+        let revoked = self.carry_out_root_revocations().await?;
+        tracing::info!(imported = %what, revoked = ?revoked, "offline root document imported");
+        Ok((what, revoked))
+    }
+
+    /// Revokes, as `sigil keys revoke` would, every version of the chain
+    /// key that the imported keyset revokes and the records do not yet: at
+    /// import, and at start after a crash that came between the two.
+    async fn carry_out_root_revocations(&self) -> Result<Vec<String>, Error> {
         let name = self.chains.default_key().to_owned();
         let mut revoked = Vec::new();
         for (version, reason, since) in self.keyring.root_revocations(&name) {
             let r = self.revoke(&name, version, &reason, &since).await?;
             revoked.push(r.revoked.key.id.to_string());
         }
-        tracing::info!(imported = %what, revoked = ?revoked, "offline root document imported");
-        Ok((what, revoked))
+        Ok(revoked)
     }
 
     /// Generates standby versions of `name` and returns the request.
@@ -235,6 +244,11 @@ impl Lifecycle {
         for revoked in self.keyring.pending_revocations() {
             self.record_revocation(&revoked).await?;
             tracing::warn!(key = %revoked.key.id, "recorded a revocation interrupted by a crash");
+        }
+        drop(_one_at_a_time);
+        let revoked = self.carry_out_root_revocations().await?;
+        if !revoked.is_empty() {
+            tracing::warn!(revoked = ?revoked, "carried out root revocations an interrupted import left");
         }
         Ok(())
     }

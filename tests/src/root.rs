@@ -48,10 +48,22 @@ impl Ceremony {
 
     /// Starts sigild on `data` with `config` (which must name the token).
     pub fn daemon_with(&self, data: &Path, config: &Path, extra: &[&str]) -> Daemon {
+        self.daemon_env(data, config, extra, &[])
+    }
+
+    /// [`Ceremony::daemon_with`] with more environment (crash points).
+    pub fn daemon_env(
+        &self,
+        data: &Path,
+        config: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let mut args = vec!["--config", config.to_str().unwrap()];
         args.extend_from_slice(extra);
-        let conf = self.conf.to_str().unwrap();
-        Daemon::try_start_env(data, &args, &[("SOFTHSM2_CONF", conf)]).unwrap()
+        let mut all = vec![("SOFTHSM2_CONF", self.conf.to_str().unwrap())];
+        all.extend_from_slice(env);
+        Daemon::try_start_env(data, &args, &all).unwrap()
     }
 
     /// `sigil ARGS` with the tokens' configuration: (code, stdout, stderr).
