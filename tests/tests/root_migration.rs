@@ -1,0 +1,112 @@
+//! Adopting a root over a data dir that already has history (v1 rotated to
+//! v2 on three chains before any root existed), then revoking online. The
+//! adopted chains pass the root pin, pipelock-verify and the older
+//! `--key --directory` check; `sigil keys revoke` of the signing version
+//! rotates to a certified standby and its receipts then count only within
+//! their chains, up to where the daemon's revocation took effect.
+
+use sigil_tests::root::Ceremony;
+use sigil_tests::{
+    chain_receipts, export_endorsements, pipelock_verify, record, sigil, sigil_verify_chain,
+};
+
+const CHAINS: [&str; 3] = ["m-0", "m-1", "m-2"];
+
+async fn append_all(endpoint: &str, base: usize) {
+    let mut c = sigil_client::Client::connect(endpoint).await.unwrap();
+    for (i, chain) in CHAINS.iter().enumerate() {
+        for j in 0..3 {
+            c.append(chain, &record(base + i * 10 + j)).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_data_dir_is_adopted_and_self_revocation_takes_effect() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Ceremony::new(tmp.path());
+    let data = tmp.path().join("data");
+    let daemon = c.daemon(&data, &[]);
+    append_all(&daemon.endpoint, 0).await;
+    assert_eq!(
+        c.keys(&daemon, &["rotate"]).0,
+        0,
+        "legacy rotation v1 -> v2"
+    );
+    append_all(&daemon.endpoint, 100).await;
+
+    let pins = c.init();
+    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
+    // Adopt v1 (retired) and v2 (signing); two standbys.
+    c.certify(&daemon, 2, true);
+    append_all(&daemon.endpoint, 200).await;
+
+    let url = daemon.directory_url();
+    let first = chain_receipts(&daemon.chain_path(CHAINS[0]))[0].1["signer_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for chain in CHAINS {
+        let path = daemon.chain_path(chain);
+        let (code, msg) = sigil_verify_chain(&path, &Ceremony::pinned(&pins, &url));
+        assert_eq!(code, 0, "{chain} under the root: {msg}");
+        let (code, msg) = sigil_verify_chain(&path, &["--key", &first, "--directory", &url]);
+        assert_eq!(code, 0, "{chain} under the legacy check: {msg}");
+        let ends = export_endorsements(&path, &tmp.path().join(format!("ends-{chain}")));
+        let (ok, out) = pipelock_verify(&path, &first, chain, &ends);
+        assert!(ok, "{chain}: {out}");
+    }
+
+    // Online self-revocation of the signing version v2.
+    let (code, out, err) = c.keys(
+        &daemon,
+        &[
+            "revoke",
+            "--key",
+            "mediator",
+            "--version",
+            "2",
+            "--reason",
+            "token left unlocked",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("mediator.v3"), "rotated to the standby: {out}");
+    append_all(&daemon.endpoint, 300).await;
+    let d: serde_json::Value =
+        serde_json::from_str(&c.sigil(&["directory", "--endpoint", &daemon.endpoint]).1).unwrap();
+    let revoked = &d["trust"]["statement"]["signed"]["revoked"];
+    assert_eq!(revoked[0]["version"], 2, "the statement lists it: {d}");
+    for chain in CHAINS {
+        let (code, msg) =
+            sigil_verify_chain(&daemon.chain_path(chain), &Ceremony::pinned(&pins, &url));
+        assert_eq!(code, 0, "{chain} after the revocation: {msg}");
+    }
+    // A lone v2 receipt no longer stands on its own.
+    let path = daemon.chain_path(CHAINS[1]);
+    let v2 = d["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["keyid"] == "mediator.v2")
+        .unwrap()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lone = chain_receipts(&path)
+        .into_iter()
+        .find(|(_, r)| r["signer_key"] == v2.as_str())
+        .unwrap()
+        .1;
+    let file = tmp.path().join("lone-v2.json");
+    std::fs::write(&file, lone.to_string()).unwrap();
+    let mut args = vec!["verify", "receipt", file.to_str().unwrap()];
+    args.extend(Ceremony::pinned(&pins, &url));
+    let o = sigil(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
