@@ -103,10 +103,11 @@ async fn an_existing_data_dir_is_adopted_and_self_revocation_takes_effect() {
     let mut args = vec!["verify", "receipt", file.to_str().unwrap()];
     args.extend(Ceremony::pinned(&pins, &url));
     let o = sigil(&args);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
     );
+    assert_eq!(o.status.code(), Some(1), "{msg}");
+    assert!(msg.contains("revoked"), "{msg}");
 }
