@@ -22,6 +22,8 @@ pub struct Ceremony {
     pub dir: PathBuf,
     /// sigild's config (chain key on token `sigil`).
     pub config: PathBuf,
+    /// The daemon's token.
+    pub token: SoftHsm,
     tmp: PathBuf,
 }
 
@@ -34,6 +36,7 @@ impl Ceremony {
         Ceremony {
             conf: a.conf.clone(),
             config: hsm.config(tmp, 2),
+            token: hsm,
             a,
             b,
             dir: tmp.join("ceremony"),

@@ -49,6 +49,12 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     assert!(err.contains("--single-key"), "{err}");
     let pins = c.init();
     assert_eq!(pins.len(), 2);
+    // Each token reported its root key as never extractable.
+    let root1 = Ceremony::body(&c.dir.join("root/1.root.json"));
+    for (k, v) in root1["keys"].as_object().unwrap() {
+        assert_eq!(v["custody"]["backend"], "pkcs11", "{k}");
+        assert_eq!(v["custody"]["non_extractable"], true, "{k}");
+    }
     let other = tmp.path().join("other");
     let (code, _, err) = c.sigil(&[
         "root",
@@ -69,7 +75,7 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
 
     // Daemon host: import root 1, prepare one standby; offline: certify
     // (adopting v1) by a, sign by b; import the keyset.
-    let root1 = c.dir.join("root/1.root.json");
+    let root1 = c.dir.join("root/1.root.json"); // the file, to import
     assert_eq!(c.import(&daemon, &root1).0, 0);
     let req = tmp.path().join("req.json");
     c.ok(&[
