@@ -95,6 +95,10 @@ pub struct RotationConfig {
     /// Under an offline root: rotate to a certified standby this many
     /// seconds before the signing version's window closes.
     pub rotate_lead_seconds: u64,
+    /// Under an offline root: standby versions kept ready; below this the
+    /// daemon generates more and writes a certification request to
+    /// `<data-dir>/root/requests/`.
+    pub min_standby: u32,
 }
 
 impl Default for RotationConfig {
@@ -105,6 +109,7 @@ impl Default for RotationConfig {
             check_seconds: 60,
             min_interval_seconds: 60,
             rotate_lead_seconds: 7 * 86_400,
+            min_standby: 2,
         }
     }
 }

@@ -114,7 +114,7 @@ pub fn router(keyring: Arc<Keyring>) -> Router {
                     }
                     (
                         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        crate::metrics::get().render(&k.active_stats()),
+                        crate::metrics::get().render(&k.active_stats(), k.root_stats()),
                     )
                         .into_response()
                 }

@@ -46,6 +46,7 @@ pub struct Lifecycle {
     chains: Arc<Chains>,
     lock: Mutex<()>,
     keep_revoked: bool,
+    min_standby: u32,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -64,6 +65,34 @@ impl Lifecycle {
             chains,
             lock: Mutex::new(()),
             keep_revoked: false,
+            min_standby: 0,
+        }
+    }
+
+    /// Under an offline root, keeps at least `n` standby versions: below
+    /// it, more are generated and a request is written for the officers.
+    pub fn min_standby(mut self, n: u32) -> Self {
+        self.min_standby = n;
+        self
+    }
+
+    /// Tops the standby pool up to `min_standby` (called with the lock
+    /// held, after an import or a rotation). A failure is logged: the
+    /// pool is a convenience, the metric shows what is left.
+    async fn refill_pool(&self) {
+        let name = self.chains.default_key().to_owned();
+        if !self.keyring.root_required() {
+            return;
+        }
+        let have = self.keyring.standby_total(&name);
+        if have >= self.min_standby {
+            return;
+        }
+        let (k, n, count) = (self.keyring.clone(), name.clone(), self.min_standby - have);
+        match blocking(move || k.prepare(&n, count)).await {
+            Ok(_) => tracing::warn!(key = %name, generated = count,
+                "standby pool below min_standby: new versions wait for certification; the request is in <data-dir>/root/requests/"),
+            Err(e) => tracing::error!(key = %name, error = %e, "standby pool not refilled"),
         }
     }
 
@@ -89,6 +118,7 @@ impl Lifecycle {
         let (k, n) = (self.keyring.clone(), name.to_owned());
         blocking(move || k.finish_rotation(&n)).await?;
         tracing::info!(old = %old.id, new = %new.id, chains = chains.len(), "key rotated");
+        self.refill_pool().await;
         Ok(Rotated { old, new, chains })
     }
 
@@ -158,7 +188,9 @@ impl Lifecycle {
         let imported = {
             let _one_at_a_time = self.lock.lock().await;
             let k = self.keyring.clone();
-            blocking(move || k.import(&text)).await?
+            let imported = blocking(move || k.import(&text)).await?;
+            self.refill_pool().await;
+            imported
         };
         let what = match imported {
             Imported::Root(v) => format!("root v{v}"),

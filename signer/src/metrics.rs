@@ -139,7 +139,7 @@ impl Metrics {
 
     /// Prometheus text exposition. `keys` adds, per key version, its
     /// signature count and age in seconds.
-    pub fn render(&self, keys: &[(String, u64, f64)]) -> String {
+    pub fn render(&self, keys: &[(String, u64, f64)], root: Option<(usize, f64)>) -> String {
         let mut out = String::with_capacity(4096);
         let backend = self.backend.get().copied().unwrap_or("unknown");
         out.push_str("# HELP sigil_sign_seconds Token signing latency.\n# TYPE sigil_sign_seconds histogram\n");
@@ -187,6 +187,12 @@ impl Metrics {
         out.push_str("# HELP sigil_key_age_seconds Age of each active key version.\n# TYPE sigil_key_age_seconds gauge\n");
         for (keyid, _, age) in keys {
             let _ = writeln!(out, "sigil_key_age_seconds{{keyid=\"{keyid}\"}} {age:.0}");
+        }
+        if let Some((standby, expires_in)) = root {
+            out.push_str("# HELP sigil_root_standby_versions Certified standby versions ready to take over.\n# TYPE sigil_root_standby_versions gauge\n");
+            let _ = writeln!(out, "sigil_root_standby_versions {standby}");
+            out.push_str("# HELP sigil_root_keyset_expires_seconds Seconds until the imported keyset expires (verifiers refuse it after).\n# TYPE sigil_root_keyset_expires_seconds gauge\n");
+            let _ = writeln!(out, "sigil_root_keyset_expires_seconds {expires_in:.0}");
         }
         out
     }

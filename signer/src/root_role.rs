@@ -127,6 +127,12 @@ impl RootRole {
             .unwrap_or(false)
     }
 
+    /// When the imported keyset expires.
+    pub fn keyset_expires(&self) -> Option<OffsetDateTime> {
+        let d = self.docs.read().ok()?;
+        sigil_proto::timestamp::parse(&d.keyset.as_ref()?.signed.expires).ok()
+    }
+
     /// The end of `public_hex`'s certified window.
     pub fn not_after(&self, public_hex: &str) -> Option<OffsetDateTime> {
         let d = self.docs.read().ok()?;

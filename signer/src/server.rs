@@ -108,8 +108,11 @@ pub async fn run_with_backend(
     );
     let resumed = chains.resume_all().await?;
     tracing::info!(chains = resumed, "chains resumed");
-    let lifecycle =
-        Arc::new(Lifecycle::new(keyring.clone(), chains.clone()).keep_revoked(config.keep_revoked));
+    let lifecycle = Arc::new(
+        Lifecycle::new(keyring.clone(), chains.clone())
+            .keep_revoked(config.keep_revoked)
+            .min_standby(config.rotation.min_standby),
+    );
     spawn_directory_resign(
         keyring.clone(),
         std::time::Duration::from_secs(config.directory_resign_seconds),

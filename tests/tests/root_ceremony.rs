@@ -116,6 +116,19 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     assert!(out.contains("complete"), "{out}");
     let keyset1 = c.dir.join("keyset/1.keyset.json");
     assert_eq!(c.import(&daemon, &keyset1).0, 0);
+    // One certified standby left, below min_standby (2): one more was
+    // generated and its request written for the next ceremony.
+    let metrics = sigil_client::fetch::get(&format!("http://{}/metrics", daemon.http))
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sigil_root_standby_versions 1"),
+        "{metrics}"
+    );
+    let requests = std::fs::read_dir(data.join("root/requests"))
+        .unwrap()
+        .count();
+    assert_eq!(requests, 2, "the prepared request and the pool's");
     // The same keyset again: no version increase.
     let (code, _, err) = c.import(&daemon, &keyset1);
     assert_ne!(code, 0);
@@ -170,7 +183,7 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     let _ = std::fs::remove_file(stolen.join("sigild.lock"));
     let thief = c.daemon(&stolen, &[]);
     let out = c.keys(&thief, &["rotate"]).1;
-    assert!(out.contains("mediator.v3"), "{out}");
+    assert!(out.contains("\"previous_keyid\":\"mediator.v2\""), "{out}");
     append(&thief.endpoint, "payments", 15, 5).await;
     let forged = thief.chain_path("payments");
     let ends = export_endorsements(&forged, &tmp.path().join("forged-ends"));

@@ -55,6 +55,33 @@ impl Keyring {
             .unwrap_or(0)
     }
 
+    /// Every standby version of `name`, certified or not.
+    pub fn standby_total(&self, name: &str) -> u32 {
+        self.read()
+            .map(|r| {
+                r.iter()
+                    .filter(|r| r.standby && r.entry.name == name)
+                    .count()
+            })
+            .unwrap_or(0)
+            .try_into()
+            .unwrap_or(u32::MAX)
+    }
+
+    /// For metrics under a required root: certified standbys of the chain
+    /// key, and seconds until the keyset expires.
+    pub fn root_stats(&self) -> Option<(usize, f64)> {
+        if !self.root.required() {
+            return None;
+        }
+        let left = self
+            .root
+            .keyset_expires()
+            .map(|t| (t - OffsetDateTime::now_utc()).as_seconds_f64())
+            .unwrap_or(0.0);
+        Some((self.standby_versions(&self.directory_key), left))
+    }
+
     /// Makes the lowest certified standby of `name` the pending successor.
     pub(super) fn activate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
         let records = self.read()?;
@@ -170,8 +197,11 @@ impl Keyring {
         let dir = self.path.with_file_name("root").join("requests");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        // Named by time and by the newest version asked for: two requests
+        // in one second do not overwrite each other.
+        let newest = doc.signed.new.last().map(|v| v.version).unwrap_or(0);
         let file = dir.join(format!(
-            "{}.request.json",
+            "{}-{name}.v{newest}.request.json",
             doc.signed.requested_at.replace(':', "")
         ));
         write_atomic(&file, text.as_bytes())?;
@@ -230,11 +260,20 @@ impl Keyring {
             .map(|k| OnlineRevocation {
                 name: k.name.clone(),
                 version: k.version,
+                // Whole seconds, rounded up: rounding down would refuse
+                // genuine receipts signed in the second before it.
                 compromised_since: k
                     .compromised_since
                     .as_deref()
                     .and_then(|s| timestamp::parse(s).ok())
-                    .map(format_time)
+                    .map(|t| {
+                        let up = if t.nanosecond() > 0 {
+                            t + time::Duration::seconds(1)
+                        } else {
+                            t
+                        };
+                        format_time(up)
+                    })
                     .unwrap_or_default(),
                 reason: k.reason.clone().unwrap_or_default(),
                 through: k.through.clone().unwrap_or_default(),
