@@ -47,7 +47,7 @@ pub fn env_sources(config: &Config) -> Vec<String> {
 fn pkcs11_pin_env(uri: &str) -> Option<String> {
     match sigil_keys::pkcs11::Pkcs11Config::from_uri(uri).ok()?.pin {
         SecretSource::Env(var) => Some(var),
-        SecretSource::File(_) => None,
+        SecretSource::File(_) | SecretSource::Prompt => None,
     }
 }
 

@@ -242,3 +242,39 @@ fn sigild_does_not_depend_on_the_ceremony_crate() {
     );
     assert!(!text.contains("sigil-root"), "{text}");
 }
+
+#[test]
+fn a_prompted_pin_needs_a_terminal_and_says_so() {
+    // The ceremony types PINs (pin-source=prompt); without a controlling
+    // terminal (setsid) the prompt is refused by name, not hung on.
+    let tmp = tempfile::tempdir().unwrap();
+    let a = sigil_tests::tokens::SoftHsm::new(tmp.path(), "officer-a");
+    let uri = a.uri().replace(
+        &format!("pin-source=file:{}", a.pin_file.display()),
+        "pin-source=prompt",
+    );
+    let o = Command::new("setsid")
+        .arg(sigil_tests::bin("sigil"))
+        .args([
+            "root",
+            "init",
+            "--dir",
+            tmp.path().join("c").to_str().unwrap(),
+        ])
+        .args([
+            "--deployment",
+            "d",
+            "--threshold",
+            "1",
+            "--single-key",
+            "--key",
+            &uri,
+        ])
+        .env("SOFTHSM2_CONF", &a.conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("pin-source=prompt needs a terminal"), "{err}");
+}

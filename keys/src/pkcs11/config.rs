@@ -89,7 +89,7 @@ impl Pkcs11Config {
                 .ok_or_else(|| config("the PKCS#11 URI needs token=LABEL".into()))?,
             token_serial,
             pin: pin.ok_or_else(|| {
-                config("the PKCS#11 URI needs pin-source=file:PATH or env:VAR".into())
+                config("the PKCS#11 URI needs pin-source=file:PATH, env:VAR or prompt".into())
             })?,
             sessions,
         })
