@@ -121,6 +121,41 @@ impl SecretSource {
     }
 }
 
+/// Reads one line from the controlling terminal with echo off, restoring
+/// the terminal's settings afterwards (also when reading fails).
+fn prompt(backend: &'static str, into: &mut Zeroizing<String>) -> Result<(), KeyError> {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let bad = |reason: String| KeyError::Config { backend, reason };
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| bad(format!("pin-source=prompt needs a terminal: /dev/tty: {e}")))?;
+    let fd = tty.as_raw_fd();
+    // SAFETY: termios is plain data; tcgetattr fills it for an open fd.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open for the lifetime of `tty`; `saved` is valid.
+    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
+        return Err(bad("pin-source=prompt: /dev/tty is not a terminal".into()));
+    }
+    let mut quiet = saved;
+    quiet.c_lflag &= !libc::ECHO;
+    quiet.c_lflag |= libc::ECHONL;
+    // SAFETY: as above; `quiet` is a copy of valid settings.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    let mut out = &tty;
+    let _ = write!(out, "PIN for the {backend} token: ");
+    let _ = out.flush();
+    let read = std::io::BufReader::new(&tty)
+        .take(MAX_SECRET as u64 + 2)
+        .read_line(into);
+    // SAFETY: restores the settings read above on the same open fd.
+    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    read.map(|_| ())
+        .map_err(|e| bad(format!("pin-source=prompt: reading the terminal: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,39 +203,4 @@ mod tests {
             .to_string();
         assert!(msg.contains("longer than 255 bytes"), "{msg}");
     }
-}
-
-/// Reads one line from the controlling terminal with echo off, restoring
-/// the terminal's settings afterwards (also when reading fails).
-fn prompt(backend: &'static str, into: &mut Zeroizing<String>) -> Result<(), KeyError> {
-    use std::io::{BufRead, Write};
-    use std::os::fd::AsRawFd;
-    let bad = |reason: String| KeyError::Config { backend, reason };
-    let tty = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/tty")
-        .map_err(|e| bad(format!("pin-source=prompt needs a terminal: /dev/tty: {e}")))?;
-    let fd = tty.as_raw_fd();
-    // SAFETY: termios is plain data; tcgetattr fills it for an open fd.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is open for the lifetime of `tty`; `saved` is valid.
-    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-        return Err(bad("pin-source=prompt: /dev/tty is not a terminal".into()));
-    }
-    let mut quiet = saved;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
-    // SAFETY: as above; `quiet` is a copy of valid settings.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
-    let mut out = &tty;
-    let _ = write!(out, "PIN for the {backend} token: ");
-    let _ = out.flush();
-    let read = std::io::BufReader::new(&tty)
-        .take(MAX_SECRET as u64 + 2)
-        .read_line(into);
-    // SAFETY: restores the settings read above on the same open fd.
-    unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
-    read.map(|_| ())
-        .map_err(|e| bad(format!("pin-source=prompt: reading the terminal: {e}")))
 }
