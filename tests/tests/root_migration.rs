@@ -1,5 +1,7 @@
 //! Adopting a root over a data dir that already has history (v1 rotated to
-//! v2 on three chains before any root existed), then revoking online. The
+//! v2 on three chains before any root existed: made here, and as sigild
+//! 7f81eb8 wrote it, in tests/vectors/datadir-7f81eb8), then revoking
+//! online. The
 //! adopted chains pass the root pin, pipelock-verify and the older
 //! `--key --directory` check; `sigil keys revoke` of the signing version
 //! rotates to a certified standby and its receipts then count only within
@@ -110,4 +112,49 @@ async fn an_existing_data_dir_is_adopted_and_self_revocation_takes_effect() {
     );
     assert_eq!(o.status.code(), Some(1), "{msg}");
     assert!(msg.contains("revoked"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_written_by_sigild_7f81eb8_is_adopted() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = sigil_tests::vectors().join("datadir-7f81eb8");
+    let data = tmp.path().join("data");
+    for sub in ["chains", "seeds"] {
+        std::fs::create_dir_all(data.join(sub)).unwrap();
+        for e in std::fs::read_dir(fixture.join(sub)).unwrap() {
+            let e = e.unwrap();
+            let to = data.join(sub).join(e.file_name());
+            std::fs::copy(e.path(), &to).unwrap();
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    std::fs::copy(fixture.join("keys.json"), data.join("keys.json")).unwrap();
+    let c = Ceremony::new(tmp.path());
+    let daemon = sigil_tests::Daemon::start(&data, &[]);
+    let pins = c.init();
+    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
+    c.certify(&daemon, 2, true);
+    let mut client = sigil_client::Client::connect(&daemon.endpoint)
+        .await
+        .unwrap();
+    let chains = ["legacy-a", "legacy-b", "legacy-c"];
+    for (i, chain) in chains.iter().enumerate() {
+        client.append(chain, &record(500 + i)).await.unwrap();
+    }
+    let url = daemon.directory_url();
+    for chain in chains {
+        let path = daemon.chain_path(chain);
+        let first = chain_receipts(&path)[0].1["signer_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (code, msg) = sigil_verify_chain(&path, &Ceremony::pinned(&pins, &url));
+        assert_eq!(code, 0, "{chain} under the root: {msg}");
+        let (code, msg) = sigil_verify_chain(&path, &["--key", &first, "--directory", &url]);
+        assert_eq!(code, 0, "{chain} under the legacy check: {msg}");
+        let ends = export_endorsements(&path, &tmp.path().join(format!("ends-{chain}")));
+        let (ok, out) = pipelock_verify(&path, &first, chain, &ends);
+        assert!(ok, "{chain}: {out}");
+    }
 }
