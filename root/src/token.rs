@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use sigil_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
+use sigil_keys::yubihsm::{YubiHsmBackend, YubiHsmConfig};
 use sigil_keys::{Backend, KeyError, KeyId};
 use sigil_proto::root::docs::Document;
 use sigil_proto::root::{Custody, Signed};
 
 use crate::{custody_of, Error};
 
-/// A root key in a PKCS#11 token, opened from its URI
-/// (`pkcs11:token=officer-a?module-path=...&pin-source=...`).
+/// A root key in an officer's token, opened from its URI: a PKCS#11 token
+/// (`pkcs11:token=officer-a?module-path=...&pin-source=prompt`) or a
+/// YubiHSM 2 (`yubihsm:?connector=http://127.0.0.1:12345&auth-key=1&password-source=prompt`).
 pub struct RootToken {
     backend: Arc<dyn Backend>,
     id: KeyId,
@@ -18,17 +20,23 @@ pub struct RootToken {
 }
 
 impl RootToken {
-    /// Opens the token named by `uri`; `owner` defaults to its label.
+    /// Opens the token named by `uri`; `owner` defaults to its label
+    /// (`yubihsm` for a YubiHSM 2, whose custody names its serial).
     pub fn open(uri: &str, owner: Option<&str>) -> Result<Self, Error> {
-        let cfg = Pkcs11Config::from_uri(uri)?;
-        let owner = owner
-            .map(str::to_owned)
-            .unwrap_or_else(|| cfg.token_label.clone());
-        let backend = Pkcs11Backend::open(&cfg)?;
+        let (backend, label): (Arc<dyn Backend>, String) = if uri.starts_with("yubihsm:") {
+            let b = YubiHsmBackend::open(&YubiHsmConfig::from_uri(uri)?)?;
+            (Arc::new(b), "yubihsm".to_owned())
+        } else {
+            let cfg = Pkcs11Config::from_uri(uri)?;
+            (
+                Arc::new(Pkcs11Backend::open(&cfg)?),
+                cfg.token_label.clone(),
+            )
+        };
         Ok(RootToken {
-            backend: Arc::new(backend),
+            backend,
             id: KeyId::new("root", 1)?,
-            owner,
+            owner: owner.map(str::to_owned).unwrap_or(label),
         })
     }
 

@@ -94,7 +94,8 @@ fn yubihsm(backend: &BackendConfig) -> Result<Arc<dyn Backend>, Error> {
         ));
     };
     let cfg = YubiHsmConfig {
-        connection: yubihsm_connection(connector, *timeout_ms)?,
+        connection: sigil_keys::yubihsm::YubiHsmConnection::parse(connector, *timeout_ms)
+            .map_err(|e| Error::Config(format!("backend.connector: {e}")))?,
         auth_key_id: *auth_key_id,
         password: SecretSource::parse(password, "yubihsm")?,
         domain: *domain,
@@ -105,45 +106,6 @@ fn yubihsm(backend: &BackendConfig) -> Result<Arc<dyn Backend>, Error> {
 #[cfg(not(feature = "yubihsm"))]
 fn yubihsm(_: &BackendConfig) -> Result<Arc<dyn Backend>, Error> {
     Err(missing("YubiHSM 2", "yubihsm"))
-}
-
-/// `http://HOST:PORT` (yubihsm-connector), or `usb` / `usb:SERIAL` when
-/// built with the `yubihsm-usb` feature.
-#[cfg(feature = "yubihsm")]
-pub fn yubihsm_connection(
-    connector: &str,
-    timeout_ms: u64,
-) -> Result<sigil_keys::yubihsm::YubiHsmConnection, Error> {
-    use sigil_keys::yubihsm::YubiHsmConnection;
-    let bad = || {
-        Error::Config(format!(
-            "backend.connector {connector:?} must be http://HOST:PORT, usb or usb:SERIAL"
-        ))
-    };
-    if let Some(rest) = connector.strip_prefix("http://") {
-        let (addr, port) = rest
-            .trim_end_matches('/')
-            .rsplit_once(':')
-            .ok_or_else(bad)?;
-        return Ok(YubiHsmConnection::Http {
-            addr: addr.to_owned(),
-            port: port.parse().map_err(|_| bad())?,
-            timeout_ms,
-        });
-    }
-    if connector == "usb" || connector.starts_with("usb:") {
-        #[cfg(feature = "yubihsm-usb")]
-        return Ok(YubiHsmConnection::Usb {
-            serial: connector.strip_prefix("usb:").map(str::to_owned),
-        });
-        #[cfg(not(feature = "yubihsm-usb"))]
-        return Err(Error::Config(
-            "this sigild was built without USB YubiHSM support: rebuild with --features \
-             yubihsm-usb, or run yubihsm-connector and use http://HOST:PORT"
-                .into(),
-        ));
-    }
-    Err(bad())
 }
 
 #[cfg(feature = "tpm")]
@@ -195,40 +157,5 @@ mod tests {
                 "{feature}: {err}"
             );
         }
-    }
-
-    #[cfg(feature = "yubihsm")]
-    #[test]
-    fn yubihsm_connectors_parse_or_say_what_is_wrong() {
-        match yubihsm_connection("http://10.0.0.5:12345", 900).unwrap() {
-            sigil_keys::yubihsm::YubiHsmConnection::Http {
-                addr,
-                port,
-                timeout_ms,
-            } => {
-                assert_eq!((addr.as_str(), port, timeout_ms), ("10.0.0.5", 12345, 900));
-            }
-            #[allow(unreachable_patterns)]
-            other => panic!("{other:?}"),
-        }
-        for bad in [
-            "10.0.0.5:12345",
-            "http://host",
-            "http://host:port",
-            "ftp://x:1",
-        ] {
-            assert!(
-                yubihsm_connection(bad, 1)
-                    .unwrap_err()
-                    .to_string()
-                    .contains("http://HOST:PORT"),
-                "{bad}"
-            );
-        }
-        #[cfg(not(feature = "yubihsm-usb"))]
-        assert!(yubihsm_connection("usb:123", 1)
-            .unwrap_err()
-            .to_string()
-            .contains("yubihsm-usb"));
     }
 }

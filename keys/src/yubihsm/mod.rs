@@ -27,6 +27,8 @@
 //! the lowest free ones; two processes generating on one device at the same
 //! moment could pick the same id, within a process generation is serialised.
 
+mod config;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Mutex, RwLock};
