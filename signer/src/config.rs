@@ -45,6 +45,10 @@ pub struct Config {
     /// once the revocation is on every chain, so a stolen token session
     /// cannot use them any more).
     pub keep_revoked: bool,
+    /// Set by `sigild --downgrade-root` only (never from a file): set the
+    /// imported keyset aside at start and sign as without an offline root.
+    #[serde(skip)]
+    pub downgrade_root: bool,
     /// Key administration socket (default `<data_dir>/admin.sock`, mode
     /// 0600). Without TLS it is the only place KeyAdmin answers.
     pub admin_socket: Option<PathBuf>,
@@ -131,6 +135,7 @@ impl Default for Config {
             shutdown_grace_seconds: 10,
             sign_digest_with_chain_key: false,
             keep_revoked: false,
+            downgrade_root: false,
             admin_socket: None,
             admin_uids: Vec::new(),
             directory_resign_seconds: 3600,

@@ -40,6 +40,12 @@ struct Args {
     /// Print this man page (roff, sigild.1) to standard output and exit.
     #[arg(long)]
     man: bool,
+    /// Set the imported offline-root keyset aside (renamed, not deleted)
+    /// and sign as without a root, so that verifiers pinned to the root
+    /// refuse what follows. Only this flag goes back: a silent downgrade
+    /// would be an attack.
+    #[arg(long)]
+    downgrade_root: bool,
 }
 
 /// `sigild --version`: the version and the key backends compiled in, so
@@ -109,6 +115,7 @@ fn main() -> ExitCode {
     if let Some(h) = args.heartbeat_seconds {
         config.chains.heartbeat_seconds = h;
     }
+    config.downgrade_root = args.downgrade_root;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -25,6 +25,24 @@ struct Docs {
     keyset: Option<Signed<Keyset>>,
 }
 
+/// `sigild --downgrade-root`: renames `root/keyset.json` aside (kept, for
+/// the record), so the daemon starts as without an offline root.
+pub fn downgrade(data_dir: &Path) -> Result<(), Error> {
+    let ks = data_dir.join("root").join("keyset.json");
+    if !ks.exists() {
+        tracing::warn!("--downgrade-root: no keyset imported; nothing to set aside");
+        return Ok(());
+    }
+    let stamp = OffsetDateTime::now_utc().unix_timestamp();
+    let aside = ks.with_file_name(format!("keyset.json.downgraded-{stamp}"));
+    std::fs::rename(&ks, &aside)
+        .map_err(|e| Error::io(format!("setting {} aside", ks.display()), e))?;
+    tracing::warn!(kept = %aside.display(),
+        "--downgrade-root: the offline root's keyset is set aside; versions sign without \
+         certification and verifiers pinned to the root refuse what follows");
+    Ok(())
+}
+
 /// The imported root documents.
 pub struct RootRole {
     dir: PathBuf,

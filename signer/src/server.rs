@@ -75,6 +75,9 @@ pub async fn run_with_backend(
         .map_err(|e| Error::io("restricting the data dir", e))?;
     let _lock = lock_data_dir(&config)?;
 
+    if config.downgrade_root {
+        crate::root_role::downgrade(&config.data_dir)?;
+    }
     let keyring = Arc::new(Keyring::open(&config.data_dir, backend, &config.key_name)?);
     let k = keyring.clone();
     let name = config.key_name.clone();

@@ -123,3 +123,43 @@ async fn imports_that_do_not_follow_are_refused_and_change_nothing() {
         "drops the revocation",
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_downgrade_root_goes_back_and_verifiers_then_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Ceremony::new(tmp.path());
+    let data = tmp.path().join("data");
+    let daemon = c.daemon(&data, &[]);
+    let pins = c.init();
+    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
+    c.certify(&daemon, 1, true);
+    drop(daemon);
+    let has_trust = |endpoint: &str| {
+        let d: Value =
+            serde_json::from_str(&c.sigil(&["directory", "--endpoint", endpoint]).1).unwrap();
+        d.get("trust").is_some()
+    };
+    // A restart keeps the root.
+    let daemon = c.daemon(&data, &[]);
+    assert!(has_trust(&daemon.endpoint));
+    drop(daemon);
+    let daemon = c.daemon(&data, &["--downgrade-root"]);
+    assert!(!has_trust(&daemon.endpoint));
+    let aside = std::fs::read_dir(data.join("root"))
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            n.to_string_lossy().starts_with("keyset.json.downgraded-")
+        })
+        .count();
+    assert_eq!(aside, 1, "the keyset is kept aside, not deleted");
+    let mut client = sigil_client::Client::connect(&daemon.endpoint)
+        .await
+        .unwrap();
+    client.append("d", &sigil_tests::record(0)).await.unwrap();
+    let url = daemon.directory_url();
+    let (code, msg) =
+        sigil_tests::sigil_verify_chain(&daemon.chain_path("d"), &Ceremony::pinned(&pins, &url));
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("carries no root documents"), "{msg}");
+}
