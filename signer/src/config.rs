@@ -294,6 +294,9 @@ pub struct LimitsConfig {
     pub stream_buffer_bytes: usize,
     /// Concurrent gRPC streams (calls) per connection.
     pub max_streams_per_connection: u32,
+    /// Bytes of records queued on chains and not yet answered, across the
+    /// daemon; beyond it, RESOURCE_EXHAUSTED.
+    pub queued_record_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -307,6 +310,7 @@ impl Default for LimitsConfig {
             burst: 1000,
             stream_buffer_bytes: 8 << 20,
             max_streams_per_connection: 64,
+            queued_record_bytes: 256 << 20,
         }
     }
 }

@@ -153,7 +153,8 @@ pub async fn run_with_backend(
         auth.clone(),
         rate,
     )
-    .stream_buffer_bytes(config.limits.stream_buffer_bytes);
+    .stream_buffer_bytes(config.limits.stream_buffer_bytes)
+    .queued_record_bytes(config.limits.queued_record_bytes);
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<ReceiptsServer<ReceiptService>>()

@@ -8,7 +8,7 @@ use sigil_proto::v1::{
     append_stream_reply, AppendError, AppendRequest, AppendResponse, AppendStreamReply,
     GetDirectoryRequest, GetDirectoryResponse, SignDigestRequest, SignDigestResponse,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
@@ -20,6 +20,9 @@ use crate::ratelimit::RateLimit;
 use crate::record::{self, Limits};
 use crate::registry::{self, Chains};
 use crate::Error;
+
+/// Default daemon-wide budget of queued record bytes (256 MiB).
+const DEFAULT_QUEUED_BYTES: usize = 256 << 20;
 
 /// Replies a stream may have outstanding before it stops reading requests.
 const STREAM_WINDOW: usize = 4096;
@@ -34,6 +37,9 @@ pub struct ReceiptService {
     rate: Arc<RateLimit>,
     /// Bytes of records and replies one AppendStream may hold.
     stream_buffer_bytes: usize,
+    /// Bytes of records queued on chains and not yet answered, daemon-wide.
+    queued: Arc<tokio::sync::Semaphore>,
+    queued_limit: usize,
 }
 
 impl ReceiptService {
@@ -52,7 +58,18 @@ impl ReceiptService {
             auth,
             rate: Arc::new(rate),
             stream_buffer_bytes: 8 << 20,
+            queued: Arc::new(tokio::sync::Semaphore::new(DEFAULT_QUEUED_BYTES)),
+            queued_limit: DEFAULT_QUEUED_BYTES,
         }
+    }
+
+    /// Sets the daemon-wide budget of queued record bytes: beyond it,
+    /// appends get RESOURCE_EXHAUSTED instead of more memory.
+    pub fn queued_record_bytes(mut self, bytes: usize) -> Self {
+        let bytes = bytes.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+        self.queued = Arc::new(tokio::sync::Semaphore::new(bytes));
+        self.queued_limit = bytes;
+        self
     }
 
     /// Sets the byte budget of one AppendStream's records and unread
@@ -68,15 +85,36 @@ impl ReceiptService {
         &self,
         caller: &Caller,
         req: AppendRequest,
-    ) -> Result<oneshot::Receiver<Result<Appended, Error>>, Error> {
+    ) -> Result<
+        (
+            oneshot::Receiver<Result<Appended, Error>>,
+            OwnedSemaphorePermit,
+        ),
+        Error,
+    > {
         registry::check_name(&req.chain)?;
         caller.may_append(&req.chain)?;
         self.rate.take(&caller.id)?;
+        // Held until the reply is taken: records parked on slow chains (a
+        // slow or hung token) cannot grow the daemon without bound.
+        let cost =
+            u32::try_from(req.record_json.len().clamp(1, self.queued_limit)).unwrap_or(u32::MAX);
+        let permit = self
+            .queued
+            .clone()
+            .try_acquire_many_owned(cost)
+            .map_err(|_| {
+                Error::ResourceExhausted(format!(
+                    "sigild already holds {} bytes of queued records (limits.queued_record_bytes); \
+                     retry later",
+                    self.queued_limit
+                ))
+            })?;
         let record = record::parse(&req.record_json, &self.limits)?;
         let chain = self.chains.producer_chain(&req.chain, &caller.id).await?;
         let (tx, rx) = oneshot::channel();
         chain.send(Command::Append { record, reply: tx }).await?;
-        Ok(rx)
+        Ok((rx, permit))
     }
 }
 
@@ -112,7 +150,7 @@ impl Receipts for ReceiptService {
         let (chain, id) = (req.chain.clone(), req.correlation_id);
         let result = match caller {
             Ok(c) => match self.submit(&c, req).await {
-                Ok(rx) => finish(chain, id, rx).await,
+                Ok((rx, _queued)) => finish(chain, id, rx).await,
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -177,7 +215,9 @@ impl Receipts for ReceiptService {
                 };
                 let (chain, id) = (req.chain.clone(), req.correlation_id);
                 let item = match svc.submit(&caller, req).await {
-                    Ok(rx) => Ok((chain, id, rx, std::time::Instant::now(), permit)),
+                    Ok((rx, queued)) => {
+                        Ok((chain, id, rx, std::time::Instant::now(), (permit, queued)))
+                    }
                     Err(e) => Err((id, Status::from(e), Some(permit))),
                 };
                 if order_tx.send(item).await.is_err() {
@@ -190,13 +230,15 @@ impl Receipts for ReceiptService {
             while let Some(item) = order_rx.recv().await {
                 let m = crate::metrics::get();
                 let (reply, permit) = match item {
-                    Ok((chain, id, rx, started, permit)) => match finish(chain, id, rx).await {
-                        Ok(r) => {
-                            m.append_seconds.time(started.elapsed());
-                            (reply_ok(id, r), Some(permit))
+                    Ok((chain, id, rx, started, (permit, _queued))) => {
+                        match finish(chain, id, rx).await {
+                            Ok(r) => {
+                                m.append_seconds.time(started.elapsed());
+                                (reply_ok(id, r), Some(permit))
+                            }
+                            Err(e) => (reply_err(id, Status::from(e)), Some(permit)),
                         }
-                        Err(e) => (reply_err(id, Status::from(e)), Some(permit)),
-                    },
+                    }
                     Err((id, status, permit)) => (reply_err(id, status), permit),
                 };
                 if out_tx.send((Ok(reply), permit)).await.is_err() {

@@ -140,3 +140,48 @@ async fn chain_capacity_keeps_room_for_ledgers_and_caps_each_identity() {
     }
     assert!(!daemon.chain_path("c").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_records_are_bounded_daemon_wide() {
+    // A budget smaller than one record: one append at a time is queued,
+    // the others are refused at once instead of taking memory.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sigild.toml");
+    std::fs::write(&config, "[limits]\nqueued_record_bytes = 100\n").unwrap();
+    let daemon = Daemon::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let endpoint = daemon.endpoint.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&endpoint).await.unwrap();
+            c.append("q", &record(i)).await
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(ClientError::Status(s)) => {
+                assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
+                assert!(s.message().contains("queued_record_bytes"), "{}", s.message());
+                refused += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(ok >= 1 && refused >= 1, "{ok} accepted, {refused} refused");
+    let receipts = sigil_tests::chain_receipts(&daemon.chain_path("q"));
+    let producer = receipts
+        .iter()
+        .filter(|(_, r)| r["action_record"].get("session_control").is_none())
+        .count();
+    assert_eq!(producer, ok, "exactly the accepted appends are in the chain");
+    // The budget comes back with each reply.
+    let mut c = Client::connect(&daemon.endpoint).await.unwrap();
+    for i in 100..105 {
+        c.append("q", &record(i)).await.unwrap();
+    }
+}
