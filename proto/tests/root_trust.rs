@@ -471,3 +471,77 @@ fn online_revocations_only_tighten() {
     m.statement = Some(s);
     expect(&m, &p, "revokes mediator.v9");
 }
+
+#[test]
+fn a_statement_cannot_revoke_the_newer_signer_seen_to_lift_its_high_water() {
+    let w = world();
+    let p = pin(&[&w.a, &w.b], 2);
+    let m = genuine(&w);
+    let keys = m.keys.clone().unwrap();
+    // The verifier has seen a statement by v2.
+    let mut by_v2 = m.clone();
+    by_v2.statement = Some(statement(
+        &m.keysets[0],
+        &keys,
+        &w.v2,
+        Duration::seconds(-30),
+    ));
+    let seen = verify(&p, &by_v2, now(), None).unwrap().seen;
+    // A thief of v1 signs a newer statement that revokes v2.
+    let mut st = statement(&m.keysets[0], &keys, &w.v1, Duration::seconds(-5)).signed;
+    st.revoked.push(OnlineRevocation {
+        name: "mediator".into(),
+        version: 2,
+        compromised_since: t(Duration::hours(-1)),
+        reason: "framed".into(),
+        through: Vec::new(),
+    });
+    let mut forged = Signed::new(st).unwrap();
+    sign(&mut forged, &w.v1);
+    let mut attack = m.clone();
+    attack.statement = Some(forged);
+    let e = refused(&attack, &p, Some(&seen));
+    assert!(
+        e.contains("signed by version 1, older than version 2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn online_revocations_seen_stay_and_trust_files_keep_the_high_water() {
+    let w = world();
+    let p = pin(&[&w.a, &w.b], 2);
+    let m = genuine(&w);
+    let keys = m.keys.clone().unwrap();
+    let mut st = statement(&m.keysets[0], &keys, &w.v2, Duration::seconds(-30)).signed;
+    st.revoked.push(OnlineRevocation {
+        name: "mediator".into(),
+        version: 1,
+        compromised_since: t(Duration::hours(-1)),
+        reason: "token left unlocked".into(),
+        through: Vec::new(),
+    });
+    let mut revoking = Signed::new(st).unwrap();
+    sign(&mut revoking, &w.v2);
+    let mut m1 = m.clone();
+    m1.statement = Some(revoking);
+    let seen = verify(&p, &m1, now(), None).unwrap().seen;
+    assert_eq!(seen.online_revoked.len(), 1);
+    // A later statement by v2 that leaves the revocation out.
+    let mut m2 = m.clone();
+    m2.statement = Some(statement(
+        &m.keysets[0],
+        &keys,
+        &w.v2,
+        Duration::seconds(-10),
+    ));
+    let e = refused(&m2, &p, Some(&seen));
+    assert!(e.contains("drops the online revocation"), "{e}");
+    // Trust files alone (no statement) keep the statement high-water.
+    let mut files = m.clone();
+    files.statement = None;
+    files.keys = None;
+    let v = verify(&p, &files, now(), Some(&seen)).unwrap();
+    assert_eq!(v.seen.statement_signer, seen.statement_signer);
+    assert!(v.lineage.revoked.contains_key(&hexpk(&w.v1)));
+}

@@ -197,22 +197,37 @@ impl Lifecycle {
             Imported::Keyset(v, _) => format!("keyset v{v}"),
         };
         failpoint::hit("import.stored");
-        let revoked = self.carry_out_root_revocations().await?;
+        let (revoked, failed) = self.carry_out_root_revocations().await;
         tracing::info!(imported = %what, revoked = ?revoked, "offline root document imported");
+        if let Some(e) = failed {
+            return Err(Error::FailedPrecondition(format!(
+                "{what} imported, but a revocation it orders is not carried out yet: {e}; the \
+                 revoked version signs nothing meanwhile"
+            )));
+        }
         Ok((what, revoked))
     }
 
     /// Revokes, as `sigil keys revoke` would, every version of the chain
     /// key that the imported keyset revokes and the records do not yet: at
     /// import, and at start after a crash that came between the two.
-    async fn carry_out_root_revocations(&self) -> Result<Vec<String>, Error> {
+    /// Returns what was revoked and the first failure (for example no
+    /// certified standby to rotate to): a failure is retried at the next
+    /// import or start, and the gate refuses the revoked version meanwhile.
+    async fn carry_out_root_revocations(&self) -> (Vec<String>, Option<Error>) {
         let name = self.chains.default_key().to_owned();
         let mut revoked = Vec::new();
         for (version, reason, since) in self.keyring.root_revocations(&name) {
-            let r = self.revoke(&name, version, &reason, &since).await?;
-            revoked.push(r.revoked.key.id.to_string());
+            match self.revoke(&name, version, &reason, &since).await {
+                Ok(r) => revoked.push(r.revoked.key.id.to_string()),
+                Err(e) => {
+                    tracing::error!(key = %name, version, error = %e,
+                        "a revocation the offline root ordered is not carried out yet");
+                    return (revoked, Some(e));
+                }
+            }
         }
-        Ok(revoked)
+        (revoked, None)
     }
 
     /// Generates standby versions of `name` and returns the request.
@@ -278,7 +293,9 @@ impl Lifecycle {
             tracing::warn!(key = %revoked.key.id, "recorded a revocation interrupted by a crash");
         }
         drop(_one_at_a_time);
-        let revoked = self.carry_out_root_revocations().await?;
+        // A failure here must not stop the start: the admin socket is how
+        // the keyset with new standbys gets in.
+        let (revoked, _) = self.carry_out_root_revocations().await;
         if !revoked.is_empty() {
             tracing::warn!(revoked = ?revoked, "carried out root revocations an interrupted import left");
         }

@@ -166,7 +166,11 @@ async fn queued_records_are_bounded_daemon_wide() {
             Ok(_) => ok += 1,
             Err(ClientError::Status(s)) => {
                 assert_eq!(s.code(), tonic::Code::ResourceExhausted, "{s:?}");
-                assert!(s.message().contains("queued_record_bytes"), "{}", s.message());
+                assert!(
+                    s.message().contains("queued_record_bytes"),
+                    "{}",
+                    s.message()
+                );
                 refused += 1;
             }
             Err(e) => panic!("{e}"),
@@ -178,7 +182,10 @@ async fn queued_records_are_bounded_daemon_wide() {
         .iter()
         .filter(|(_, r)| r["action_record"].get("session_control").is_none())
         .count();
-    assert_eq!(producer, ok, "exactly the accepted appends are in the chain");
+    assert_eq!(
+        producer, ok,
+        "exactly the accepted appends are in the chain"
+    );
     // The budget comes back with each reply.
     let mut c = Client::connect(&daemon.endpoint).await.unwrap();
     for i in 100..105 {

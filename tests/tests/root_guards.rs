@@ -163,3 +163,60 @@ async fn only_downgrade_root_goes_back_and_verifiers_then_refuse() {
     assert_eq!(code, 1, "{msg}");
     assert!(msg.contains("carries no root documents"), "{msg}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_revocation_with_no_standby_left_fails_closed_and_the_daemon_still_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Ceremony::new(tmp.path());
+    let data = tmp.path().join("data");
+    let daemon = c.daemon(&data, &[]);
+    c.init();
+    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
+    let ks1 = c.certify(&daemon, 1, true);
+    let mut client = sigil_client::Client::connect(&daemon.endpoint)
+        .await
+        .unwrap();
+    client.append("f", &sigil_tests::record(0)).await.unwrap();
+
+    // Keyset 2 revokes both v1 (signing) and v2 (the only standby).
+    let body1 = Ceremony::body(&ks1);
+    let mut body = body1.clone();
+    body["version"] = json!(2);
+    body["prev"] = json!(sha(&body1));
+    let since = sigil_proto::root::docs::format_time(time::OffsetDateTime::now_utc());
+    for v in body["keys"]["mediator"].as_array_mut().unwrap() {
+        v["revoked"] = json!({"reason": "both tokens lost", "revoked_at": since,
+                              "compromised_since": since, "through": [], "through_log": null});
+    }
+    let ks2 = c.signed_by_officers(body, "all-revoked");
+    let (code, _, err) = c.import(&daemon, &ks2);
+    assert_ne!(code, 0);
+    assert!(err.contains("imported, but"), "{err}");
+    let path = daemon.chain_path("f");
+    let before = std::fs::read(&path).unwrap();
+    let e = client
+        .append("f", &sigil_tests::record(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("revoked by keyset v2"), "{e}");
+    drop(client);
+    drop(daemon);
+    // A restart comes up (the admin socket is how the next keyset gets in)
+    // and still signs nothing with the revoked version.
+    let daemon = c.daemon(&data, &[]);
+    let mut client = sigil_client::Client::connect(&daemon.endpoint)
+        .await
+        .unwrap();
+    let e = client
+        .append("f", &sigil_tests::record(2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("revoked by keyset v2"), "{e}");
+    assert_eq!(
+        before,
+        std::fs::read(&path).unwrap(),
+        "something was signed"
+    );
+}

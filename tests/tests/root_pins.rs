@@ -171,6 +171,18 @@ async fn a_root_revocation_pins_the_last_trusted_receipt_by_hash() {
     let ends = export_endorsements(&chain, &t.join("ends"));
     let (valid, out) = pipelock_verify(&chain, &v1, "pay", &ends);
     assert!(valid, "{out}");
+    // With the root documents alone (no directory, so no retirement
+    // times), the pin by hash is what refuses each fork; with the
+    // directory, the retirement of v1 refuses them too.
+    let root1 = c.dir.join("root/1.root.json");
+    let mut by_files: Vec<&str> = pins
+        .iter()
+        .flat_map(|p| ["--root-key", p.as_str()])
+        .collect();
+    by_files.extend(["--root-threshold", "2", "--trust", root1.to_str().unwrap()]);
+    by_files.extend(["--trust", ks2.to_str().unwrap()]);
+    let (code, msg) = sigil_verify_chain(&chain, &by_files);
+    assert_eq!(code, 0, "the genuine chain under the root files: {msg}");
     for (what, file, why) in [
         (
             "a fork past the pinned receipt",
@@ -188,20 +200,27 @@ async fn a_root_revocation_pins_the_last_trusted_receipt_by_hash() {
             "ends inside a segment of revoked",
         ),
     ] {
-        let (code, msg) = sigil_verify_chain(file, &pinned);
+        let (code, msg) = sigil_verify_chain(file, &by_files);
         assert_eq!(code, 1, "{what}: {msg}");
         assert!(msg.contains(why), "{what}: {msg}");
+        let (code, msg) = sigil_verify_chain(file, &pinned);
+        assert_eq!(code, 1, "{what}: {msg}");
+        assert!(msg.contains("mediator.v1"), "{what}: {msg}");
     }
-    let mut args = vec!["verify", "receipt", lone_v1.to_str().unwrap()];
-    args.extend(&pinned);
-    let o = sigil(&args);
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(o.status.code(), Some(1), "a lone v1 receipt: {msg}");
-    assert!(msg.contains("revoked"), "{msg}");
+    // A lone v1 receipt: refused for its revocation (root files) and its
+    // retirement (directory).
+    for (anchor, why) in [(&by_files, "revoked"), (&pinned, "retired")] {
+        let mut args = vec!["verify", "receipt", lone_v1.to_str().unwrap()];
+        args.extend(anchor.iter());
+        let o = sigil(&args);
+        let msg = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.status.code(), Some(1), "a lone v1 receipt: {msg}");
+        assert!(msg.contains(why), "{msg}");
+    }
     let lone_v2 = write(
         t,
         "lone-v2.json",

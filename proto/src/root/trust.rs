@@ -61,6 +61,10 @@ pub struct Seen {
     /// Its signer's public key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_signer: Option<String>,
+    /// Online revocations seen (public key to `compromised_since`): a later
+    /// statement must keep them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub online_revoked: std::collections::BTreeMap<String, String>,
 }
 
 /// What the walk proved.
@@ -94,39 +98,91 @@ pub fn verify(
     let root = verify_roots(pin, &material.roots, at, seen)?;
     let (keyset, keyset_sha) = choose_keyset(root, &material.keysets, at, seen)?;
     let mut revoked = root_revocations(&keyset.signed)?;
+    // Online revocations seen before stay, whatever a later statement says.
+    if let Some(s) = seen {
+        apply_seen_online(s, &keyset.signed, &mut revoked)?;
+    }
     let mut signer_version = None;
     let mut statement_signed_at = None;
     let mut statement_signer = None;
+    let mut online_revoked = seen.map(|s| s.online_revoked.clone()).unwrap_or_default();
     if let Some(st) = &material.statement {
         let (signer, version, signed_at) =
             verify_statement(root, keyset, &keyset_sha, st, material.keys.as_ref(), at)?;
-        merge_online(&keyset.signed, &st.signed, &mut revoked)?;
-        if revoked.contains_key(&signer) {
+        if let Some(r) = revoked.get(&signer) {
             return Err(bad(format!(
                 "the statement is signed by revoked {}: it speaks for nothing",
-                revoked[&signer].keyid
+                r.keyid
             )));
         }
+        // Judged before the statement's own revocations count: a thief of
+        // an older version must not revoke the newer signer seen before
+        // and so lift its high-water (TUF §5.3.11 drops it only for a
+        // revocation the verifier already trusts).
         if let Some(s) = seen {
             check_statement_not_older(s, &signer, signed_at, &keyset.signed, &revoked)?;
+            for pk in s.online_revoked.keys() {
+                let listed = st.signed.revoked.iter().any(|o| {
+                    keyset.signed.keys.get(&o.name).is_some_and(|vs| {
+                        vs.iter()
+                            .any(|v| v.version == o.version && &v.public_key == pk)
+                    })
+                });
+                if !listed && !root_lists_revoked(&keyset.signed, pk) {
+                    return Err(bad(format!(
+                        "rolled back: the statement drops the online revocation of {pk} seen \
+                         before"
+                    )));
+                }
+            }
+        }
+        merge_online(&keyset.signed, &st.signed, &mut revoked)?;
+        if let Some(r) = revoked.get(&signer) {
+            return Err(bad(format!(
+                "the statement revokes its own signer {}: it speaks for nothing",
+                r.keyid
+            )));
+        }
+        for o in &st.signed.revoked {
+            if let Some(v) = keyset
+                .signed
+                .keys
+                .get(&o.name)
+                .and_then(|vs| vs.iter().find(|v| v.version == o.version))
+            {
+                online_revoked.insert(v.public_key.clone(), o.compromised_since.clone());
+            }
         }
         signer_version = Some(version);
         statement_signed_at = Some(st.signed.signed_at.clone());
         statement_signer = Some(signer);
     }
+    let keys = material.statement.as_ref().and(material.keys.as_ref());
     let lineage = lineage(
         &root.signed,
         &keyset.signed,
         revoked,
         signer_version,
         statement_signed_at.as_deref(),
+        keys,
     )?;
+    // Without a statement (--trust files) the statement high-water seen
+    // before is kept, not erased.
+    if statement_signed_at.is_none() {
+        if let Some(s) = seen {
+            statement_signed_at = s.statement_signed_at.clone();
+            statement_signer = s.statement_signer.clone();
+        }
+    }
     let r = &root.signed;
     Ok(Verified {
         deployment: r.deployment.clone(),
         root: (r.version, r.threshold, r.keys.len()),
         keyset_version: keyset.signed.version,
-        statement_signed_at: statement_signed_at.clone(),
+        statement_signed_at: material
+            .statement
+            .as_ref()
+            .map(|s| s.signed.signed_at.clone()),
         lineage,
         seen: Seen {
             root_version: r.version,
@@ -134,6 +190,7 @@ pub fn verify(
             keyset_sha256: keyset_sha,
             statement_signed_at,
             statement_signer,
+            online_revoked,
         },
     })
 }
@@ -521,9 +578,48 @@ fn merge_online(
             &o.through,
         )?;
         match revoked.get_mut(&v.public_key) {
-            Some(r) => r.compromised_since = r.compromised_since.min(online.compromised_since),
+            Some(r) => {
+                r.compromised_since = r.compromised_since.min(online.compromised_since);
+                if r.through.is_none() {
+                    r.through = online.through;
+                }
+            }
             None => {
                 revoked.insert(v.public_key.clone(), online);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn root_lists_revoked(k: &Keyset, pk: &str) -> bool {
+    k.find(pk).is_some_and(|(_, v)| v.revoked.is_some())
+}
+
+/// The online revocations a verifier saw before, as revocations (by time;
+/// the statement that repeats them brings their pins back).
+fn apply_seen_online(
+    s: &Seen,
+    k: &Keyset,
+    revoked: &mut HashMap<String, Revocation>,
+) -> Result<(), Error> {
+    for (pk, since) in &s.online_revoked {
+        let Some((name, v)) = k.find(pk) else {
+            continue;
+        };
+        let since = parse_time(since, "state online_revoked")?;
+        match revoked.get_mut(pk) {
+            Some(r) => r.compromised_since = r.compromised_since.min(since),
+            None => {
+                revoked.insert(
+                    pk.clone(),
+                    Revocation {
+                        keyid: format!("{name}.v{}", v.version),
+                        compromised_since: since,
+                        reason: "revoked online (seen before)".into(),
+                        through: None,
+                    },
+                );
             }
         }
     }
@@ -572,6 +668,7 @@ fn lineage(
     revoked: HashMap<String, Revocation>,
     signer_version: Option<u32>,
     statement_at: Option<&str>,
+    keys: Option<&Value>,
 ) -> Result<Lineage, Error> {
     let mut versions = Vec::new();
     let mut windows = HashMap::new();
@@ -615,11 +712,26 @@ fn lineage(
         Some(s) => parse_time(s, "statement signed_at")?,
         None => parse_time(&k.issued, "keyset issued")?,
     };
+    // Retirement times from the keys[] the statement hashed: a retired
+    // version signs nothing new even while its window is open (only ever
+    // tightens what the keyset allows).
+    let mut retired = HashMap::new();
+    for e in keys.and_then(Value::as_array).into_iter().flatten() {
+        let (Some(pk), Some(at)) = (
+            e.get("public_key").and_then(Value::as_str),
+            e.get("retired").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        if let (Some(w), Ok(at)) = (windows.get(pk), timestamp::parse(at)) {
+            retired.insert(pk.to_owned(), (w.keyid.clone(), at));
+        }
+    }
     Ok(Lineage {
         versions,
         signed_at,
         revoked,
-        retired: HashMap::new(),
+        retired,
         windows,
         speaker_version: signer_version,
         certified_by: Some(format!("keyset v{} of root v{}", k.version, root.version)),

@@ -331,14 +331,22 @@ impl Ctx {
         // Under an offline root, a version the keyset does not vouch for
         // (now) signs nothing: the whole batch is refused before the token
         // is asked, and the chain is left as it is (fail closed).
-        if let Some(target) = self.keyring.signing_key(&self.key_name) {
-            if let Err(e) = self.keyring.may_sign(&target) {
-                let msg = format!("chain {}: {e}", self.name);
-                for cmd in batch.into_iter().flatten() {
-                    outcomes.push(fail(cmd, Error::Unavailable(msg.clone())));
-                }
-                return (state, outcomes);
+        // The key read here is the one the batch crosses to and signs with.
+        let target = self.keyring.signing_key(&self.key_name);
+        let gate = match &target {
+            Some(t) => self.keyring.may_sign(t),
+            None if self.keyring.root_required() => Err(Error::Unavailable(format!(
+                "no version of {} may sign: the offline root certified none that is active",
+                self.key_name
+            ))),
+            None => Ok(()),
+        };
+        if let Err(e) = gate {
+            let msg = format!("chain {}: {e}", self.name);
+            for cmd in batch.into_iter().flatten() {
+                outcomes.push(fail(cmd, Error::Unavailable(msg.clone())));
             }
+            return (state, outcomes);
         }
         let opened = match (state, self.refused.get()) {
             (Some(s), _) => Ok(s),
@@ -376,7 +384,7 @@ impl Ctx {
         let mut signed = 0u64;
         let mut digest_signed: Vec<ActiveKey> = Vec::new();
         let key_at_start = state.tail.key.clone();
-        if let Err(e) = self.cross_boundary(&mut state.tail, &mut buf) {
+        if let Err(e) = self.cross_boundary(target.as_ref(), &mut state.tail, &mut buf) {
             let msg = format!(
                 "chain {}: key rotation boundary not written: {e}",
                 self.name
@@ -568,15 +576,20 @@ impl Ctx {
 
     /// Writes the rotation boundary into `buf` when the key name's signing
     /// version is not the tail's key.
-    fn cross_boundary(&self, tail: &mut Tail, buf: &mut Vec<u8>) -> Result<(), Error> {
-        let Some(target) = self.keyring.signing_key(&self.key_name) else {
+    fn cross_boundary(
+        &self,
+        target: Option<&ActiveKey>,
+        tail: &mut Tail,
+        buf: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let Some(target) = target else {
             return Ok(());
         };
-        if target == tail.key {
+        if *target == tail.key {
             return Ok(());
         }
         let (entry, boundary) =
-            seal::rotation(self.backend(), &self.name, tail, &target, &self.settings)?;
+            seal::rotation(self.backend(), &self.name, tail, target, &self.settings)?;
         buf.extend_from_slice(entry.as_bytes());
         buf.push(b'\n');
         buf.extend_from_slice(boundary.line.as_bytes());

@@ -111,7 +111,7 @@ impl Ctx {
         let mut buf = Vec::new();
         let mut written = 1;
         if state.tail.key != key {
-            self.cross_boundary(&mut state.tail, &mut buf)?;
+            self.cross_boundary(Some(&key), &mut state.tail, &mut buf)?;
         } else {
             let (rec, ctrl, seq) =
                 seal::open_run(&self.name, &mut state.tail, &self.settings, false)?;

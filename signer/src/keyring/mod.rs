@@ -442,6 +442,9 @@ impl Keyring {
                 r.entry.compromised_since = Some(compromised_since.to_owned());
                 r.entry.reason = Some(reason.to_owned());
                 r.pending = false;
+                // A revoked standby is listed (as revoked) from now on, so
+                // that verifiers learn of it.
+                r.standby = false;
                 r.revocation_pending = true;
                 found = revoked_of(r);
             }

@@ -85,10 +85,15 @@ impl Keyring {
     /// Makes the lowest certified standby of `name` the pending successor.
     pub(super) fn activate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
         let records = self.read()?;
+        let now = OffsetDateTime::now_utc();
         let Some(next) = records
             .iter()
-            .filter(|r| r.standby && r.entry.name == name)
-            .filter(|r| self.root.certified(&r.entry.public_key))
+            .filter(|r| r.standby && r.entry.name == name && r.entry.state != KeyState::Revoked)
+            .filter(|r| {
+                self.root
+                    .allows(&r.entry.keyid, &r.entry.public_key, now)
+                    .is_ok()
+            })
             .min_by_key(|r| r.entry.version)
         else {
             return Err(Error::FailedPrecondition(format!(
@@ -140,10 +145,15 @@ impl Keyring {
                     .filter(|r| r.entry.name == name)
                     .max_by_key(|r| r.entry.version)
                     .ok_or_else(|| Error::NotFound(format!("key: no key named {name:?}")))?;
-                (key_of(newest), newest.entry.version + 1)
+                // The legacy endorsement comes from the version before; a
+                // revoked one may be gone from the token (and vouches for
+                // nothing): the standby then goes without it.
+                let prev = (newest.entry.state != KeyState::Revoked)
+                    .then(|| key_of(newest))
+                    .flatten();
+                (prev, newest.entry.version + 1)
             };
-            let prev = prev.ok_or_else(|| Error::Corrupt(format!("key record of {name}")))?;
-            self.generate_version(name, next, Some(&prev), true)?;
+            self.generate_version(name, next, prev.as_ref(), true)?;
         }
         let records = self.read()?.clone();
         let requested = |r: &Record| RequestedVersion {
@@ -265,6 +275,7 @@ impl Keyring {
                 compromised_since: k
                     .compromised_since
                     .as_deref()
+                    .or(k.revoked.as_deref())
                     .and_then(|s| timestamp::parse(s).ok())
                     .map(|t| {
                         let up = if t.nanosecond() > 0 {
