@@ -201,7 +201,12 @@ pub fn run(cmd: RootCommand) -> Result<(), ClientError> {
             sign_with,
         } => {
             let token = RootToken::open(&sign_with, None).map_err(err)?;
-            placed(sigil_root::sign(&RootDir::new(dir), &read(&file)?, &token).map_err(err)?)
+            let text = read(&file)?;
+            // What is being vouched for, read from the document itself.
+            if let Ok(k) = sigil_proto::root::Signed::<sigil_proto::root::Keyset>::parse(&text) {
+                eprint!("{}", sigil_root::describe_keyset(&k.signed));
+            }
+            placed(sigil_root::sign(&RootDir::new(dir), &text, &token).map_err(err)?)
         }
         RootCommand::Revoke {
             dir,

@@ -364,6 +364,12 @@ pub fn sign(dir: &RootDir, staged_text: &str, token: &RootToken) -> Result<Place
     let me = token.public_key()?;
     if kind == "sigil.root" {
         let mut next = Signed::<Root>::from_value(doc)?;
+        if next.signed.deployment != root.signed.deployment {
+            return Err(refused(format!(
+                "root v{} is for deployment {:?}, this directory's root for {:?}",
+                next.signed.version, next.signed.deployment, root.signed.deployment
+            )));
+        }
         if !root.signed.keys.contains_key(&me) && !next.signed.keys.contains_key(&me) {
             return Err(refused(
                 "this token's root key is in neither the old nor the new root",
@@ -380,9 +386,69 @@ pub fn sign(dir: &RootDir, staged_text: &str, token: &RootToken) -> Result<Place
             root.signed.version
         )));
     }
+    follows(dir, &root, &doc.signed)?;
     token.sign(&mut doc)?;
     dir.log(&format!("sign keyset v{} by {me}", doc.signed.version))?;
     place(dir, doc, &root)
+}
+
+/// An officer signs only the keyset that follows this directory's newest:
+/// same deployment, the newest root, version one more, `prev` naming it. A
+/// document swapped on the medium does not get signed by accident.
+fn follows(dir: &RootDir, root: &Signed<Root>, k: &Keyset) -> Result<(), Error> {
+    let prev = dir.newest_keyset()?;
+    let want_version = prev.as_ref().map(|p| p.signed.version).unwrap_or(0) + 1;
+    let want_prev = prev.as_ref().map(|p| p.sha256_hex()).transpose()?;
+    let what = format!("keyset v{}", k.version);
+    if k.deployment != root.signed.deployment {
+        return Err(refused(format!(
+            "{what} is for deployment {:?}, this directory's root for {:?}",
+            k.deployment, root.signed.deployment
+        )));
+    }
+    if k.root_version != root.signed.version {
+        return Err(refused(format!(
+            "{what} names root v{}, the newest here is v{}",
+            k.root_version, root.signed.version
+        )));
+    }
+    if k.version != want_version || k.prev != want_prev {
+        return Err(refused(format!(
+            "{what} does not follow this directory's newest keyset (v{}): a document from \
+             elsewhere, or the medium is not up to date",
+            want_version - 1
+        )));
+    }
+    Ok(())
+}
+
+/// What a keyset certifies, one line per version, for the officer to read
+/// before and after signing.
+pub fn describe_keyset(k: &Keyset) -> String {
+    let mut out = format!(
+        "keyset v{} for {} (root v{}), expires {}\n",
+        k.version, k.deployment, k.root_version, k.expires
+    );
+    for (name, v) in k.versions() {
+        out.push_str(&format!(
+            "  {name}.v{} {} {} to {} ({}{}){}\n",
+            v.version,
+            v.public_key,
+            v.not_before,
+            v.not_after,
+            v.custody.backend,
+            if v.custody.non_extractable {
+                ", non-extractable"
+            } else {
+                ""
+            },
+            match &v.revoked {
+                Some(r) => format!(" REVOKED since {}: {}", r.compromised_since, r.reason),
+                None => String::new(),
+            }
+        ));
+    }
+    out
 }
 
 /// A root N+1 is final once a threshold of root N's keys and a threshold

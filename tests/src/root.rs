@@ -198,15 +198,46 @@ impl Ceremony {
     }
 
     /// Both officers sign `body` (a keyset body, edited at will) in a
-    /// scratch copy of the root directory; returns the signed file.
+    /// scratch copy of the root directory (its roots and keysets); returns
+    /// the signed file.
     pub fn signed_by_officers(&self, body: Value, name: &str) -> PathBuf {
+        let roots = (1..)
+            .take_while(|v| self.dir.join(format!("root/{v}.root.json")).exists())
+            .count();
+        let keysets: Vec<Value> = (1..)
+            .map(|v| self.dir.join(format!("keyset/{v}.keyset.json")))
+            .take_while(|p| p.exists())
+            .map(|p| Self::body(&p))
+            .collect();
+        self.signed_by_officers_with(&self.dir, body, name, roots, &keysets)
+    }
+
+    /// [`Ceremony::signed_by_officers`] over another history: roots 1 to
+    /// `roots` of the root directory `from`, and `keysets` (bodies) as the
+    /// keysets the officers' medium holds (a stale or divergent medium).
+    pub fn signed_by_officers_with(
+        &self,
+        from: &Path,
+        body: Value,
+        name: &str,
+        roots: usize,
+        keysets: &[Value],
+    ) -> PathBuf {
         let scratch = self.tmp.join(format!("scratch-{name}"));
         std::fs::create_dir_all(scratch.join("root")).unwrap();
-        std::fs::copy(
-            self.dir.join("root/1.root.json"),
-            scratch.join("root/1.root.json"),
-        )
-        .unwrap();
+        std::fs::create_dir_all(scratch.join("keyset")).unwrap();
+        for v in 1..=roots {
+            let f = format!("root/{v}.root.json");
+            std::fs::copy(from.join(&f), scratch.join(&f)).unwrap();
+        }
+        for (i, k) in keysets.iter().enumerate() {
+            let doc = serde_json::json!({"signed": k, "signatures": []});
+            std::fs::write(
+                scratch.join(format!("keyset/{}.keyset.json", i + 1)),
+                serde_json::to_string(&doc).unwrap(),
+            )
+            .unwrap();
+        }
         let file = self.tmp.join(format!("{name}.json"));
         let doc = serde_json::json!({"signed": body, "signatures": []});
         std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();

@@ -59,20 +59,64 @@ async fn imports_that_do_not_follow_are_refused_and_change_nothing() {
     refused(&c.dir.join("root/1.root.json"), "no version increase");
     refused(&ks1, "no version increase");
 
+    // The same officers run another deployment on the same tokens; its
+    // keyset is genuinely theirs, and not for this daemon.
+    let other_dir = tmp.path().join("other-ceremony");
+    c.ok(&[
+        "root",
+        "init",
+        "--dir",
+        other_dir.to_str().unwrap(),
+        "--deployment",
+        "other-prod",
+        "--threshold",
+        "2",
+        "--key",
+        &c.a.uri(),
+        "--key",
+        &c.b.uri(),
+        "--existing",
+    ]);
     let mut other = body1.clone();
     other["deployment"] = json!("other-prod");
-    other["version"] = json!(2);
-    other["prev"] = json!(sha(&body1));
     refused(
-        &c.signed_by_officers(other, "deployment"),
+        &c.signed_by_officers_with(&other_dir, other, "deployment", 1, &[]),
         "is for deployment",
     );
 
+    // An officer does not sign a keyset that does not follow the medium's
+    // newest (a document swapped on the way).
+    let mut stray = body1.clone();
+    stray["version"] = json!(2);
+    stray["prev"] = json!("00".repeat(32));
+    let stray_file = tmp.path().join("stray.json");
+    std::fs::write(
+        &stray_file,
+        json!({"signed": stray, "signatures": []}).to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = c.sigil(&[
+        "root",
+        "sign",
+        stray_file.to_str().unwrap(),
+        "--dir",
+        c.dir.to_str().unwrap(),
+        "--sign-with",
+        &c.a.uri(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("does not follow"), "{err}");
+
+    // The officers' medium holds a keyset 1 the daemon never saw.
+    let mut divergent = body1.clone();
+    divergent["issued"] = json!(sigil_proto::root::docs::format_time(
+        time::OffsetDateTime::now_utc() - time::Duration::hours(1)
+    ));
     let mut wrong_prev = body1.clone();
     wrong_prev["version"] = json!(2);
-    wrong_prev["prev"] = json!("00".repeat(32));
+    wrong_prev["prev"] = json!(sha(&divergent));
     refused(
-        &c.signed_by_officers(wrong_prev, "prev"),
+        &c.signed_by_officers_with(&c.dir, wrong_prev, "prev", 1, &[divergent]),
         "prev does not name",
     );
 
@@ -119,7 +163,7 @@ async fn imports_that_do_not_follow_are_refused_and_change_nothing() {
         v.as_object_mut().unwrap().remove("revoked");
     }
     refused(
-        &c.signed_by_officers(dropped, "dropped"),
+        &c.signed_by_officers_with(&c.dir, dropped, "dropped", 1, &[body1.clone(), body2]),
         "drops the revocation",
     );
 }

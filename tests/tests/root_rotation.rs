@@ -84,14 +84,20 @@ async fn root_two_is_followed_from_root_one_and_the_old_key_stops_counting() {
     // root 2.
     let body2 = Ceremony::body(&c.dir.join("keyset/2.keyset.json"));
     let mut next = body2.clone();
+    let body2 = body2.clone();
     next["version"] = json!(3);
     next["root_version"] = json!(1);
     next["prev"] = json!(hex::encode(sigil_proto::root::body_sha256(&body2).unwrap()));
-    let forged = c.signed_by_officers(next, "departed");
+    // The departed officer and a stale medium that never saw root 2.
+    let forged = c.signed_by_officers_with(&c.dir, next, "departed", 1, &[body1_of(&c), body2]);
     let (code, _, err) = c.import(&daemon, &forged);
     assert_ne!(code, 0);
     assert!(
         err.contains("1 valid signature(s) by the keys of root v2"),
         "{err}"
     );
+}
+
+fn body1_of(c: &Ceremony) -> serde_json::Value {
+    Ceremony::body(&c.dir.join("keyset/1.keyset.json"))
 }
