@@ -71,6 +71,7 @@ impl RootPin<'_> {
 /// seen before and remembers what was accepted.
 pub fn verify(
     pin: &Pin,
+    deployment: Option<&str>,
     directory: Option<&str>,
     trust_files: &[PathBuf],
     at: time::OffsetDateTime,
@@ -125,6 +126,17 @@ pub fn verify(
     };
     let seen = high.offline_roots.get(&id).cloned();
     let v = trust::verify(pin, &material, at, seen.as_ref()).map_err(|e| e.to_string())?;
+    // Root keys may serve several deployments (one set of officers): the
+    // pin can name the one meant.
+    if let Some(d) = deployment {
+        if v.deployment != d {
+            return Err(format!(
+                "root of trust: the documents are for deployment {:?}, not {d:?} \
+                 (--root-deployment)",
+                v.deployment
+            ));
+        }
+    }
     if let Some(p) = state {
         high.offline_roots.insert(id, v.seen.clone());
         crate::verify_cmd::write_state(p, &high.to_json())
@@ -144,5 +156,6 @@ pub fn describe(v: &Verified, at: Option<&str>) -> String {
     if let Some(at) = at {
         s.push_str(&format!(" AT {at}"));
     }
+    s.push_str(&format!(" DEPLOYMENT {}", v.deployment));
     s
 }

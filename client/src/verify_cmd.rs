@@ -80,6 +80,10 @@ pub struct AnchorArgs {
     /// Root 1 as a file, instead of --root-key.
     #[arg(long, conflicts_with_all = ["key", "unpinned", "root_keys"])]
     root: Option<PathBuf>,
+    /// The deployment the root documents must be for (root keys may serve
+    /// several).
+    #[arg(long)]
+    root_deployment: Option<String>,
     /// Root and keyset documents from another channel, instead of the
     /// directory's; online revocations are then not checked.
     #[arg(long = "trust")]
@@ -205,8 +209,11 @@ async fn verdict(
             Err(e) => return usage(e),
         }
     } else {
-        if a.root_threshold.is_some() || !a.trust_files.is_empty() {
-            return usage("--root-threshold and --trust go with --root-key or --root".into());
+        if a.root_threshold.is_some() || !a.trust_files.is_empty() || a.root_deployment.is_some() {
+            return usage(
+                "--root-threshold, --root-deployment and --trust go with --root-key or --root"
+                    .into(),
+            );
         }
         if a.state.is_some() && a.directory.is_none() {
             return usage("--state needs --directory".into());
@@ -257,7 +264,14 @@ async fn verdict(
             };
             // Refused trust material is an invalid verdict here: what the
             // root vouches for is the question asked.
-            match root_pin::verify(pin, text.as_deref(), &a.trust_files, at, a.state.as_deref()) {
+            match root_pin::verify(
+                pin,
+                a.root_deployment.as_deref(),
+                text.as_deref(),
+                &a.trust_files,
+                at,
+                a.state.as_deref(),
+            ) {
                 Ok(v) => {
                     root_trust = Some(root_pin::describe(&v, policy_args.at.as_deref()));
                     Some(v.lineage)

@@ -155,6 +155,14 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
         msg.contains("ROOT v1 (2 of 2) KEYSET v1 DIRECTORY"),
         "{msg}"
     );
+    let mut named = Ceremony::pinned(&pins, &url);
+    named.extend(["--root-deployment", "payments-prod"]);
+    assert_eq!(sigil_verify_chain(&chain, &named).0, 0);
+    let mut other = Ceremony::pinned(&pins, &url);
+    other.extend(["--root-deployment", "payments-staging"]);
+    let (code, msg) = sigil_verify_chain(&chain, &other);
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("not \"payments-staging\""), "{msg}");
     // The wrong threshold, or one key alone, is another root.
     let one = ["--root-key", pins[0].as_str(), "--directory", url.as_str()];
     let (code, msg) = sigil_verify_chain(&chain, &one);
