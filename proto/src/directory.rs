@@ -41,6 +41,7 @@ pub enum Purpose {
 /// the revoked version after it, or a segment of it that does not reach it,
 /// is a forgery.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Through {
     /// Chain name (its recorder session).
     pub chain: String,

@@ -369,6 +369,9 @@ impl Document for Statement {
         check_hex_key(&self.keys_sha256, "statement keys_sha256")?;
         for r in &self.revoked {
             parse_time(&r.compromised_since, "statement revoked compromised_since")?;
+            for t in &r.through {
+                check_hex_key(&t.receipt_hash, "statement revoked through receipt_hash")?;
+            }
         }
         Ok(())
     }

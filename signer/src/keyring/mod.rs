@@ -551,7 +551,13 @@ impl Keyring {
             signature: None,
             trust: None,
         };
-        if let Some(signer) = self.signing_key(&self.directory_key) {
+        // Under a required root a version outside what the keyset allows
+        // signs no directory either: it goes out unsigned (verifiers then
+        // refuse it: fail closed).
+        let signer = self
+            .signing_key(&self.directory_key)
+            .filter(|k| self.may_sign(k).is_ok());
+        if let Some(signer) = signer {
             let digest = dir
                 .signing_digest()
                 .map_err(|e| Error::Internal(format!("directory: {e}")))?;
