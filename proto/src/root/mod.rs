@@ -13,6 +13,7 @@
 
 pub mod docs;
 mod material;
+mod state;
 pub mod trust;
 
 use serde::{Deserialize, Serialize};
