@@ -219,6 +219,10 @@ impl Default for BackendConfig {
 pub struct ChainsConfig {
     /// Seconds between heartbeat receipts on each chain (0: none).
     pub heartbeat_seconds: u64,
+    /// A chain not written for this many seconds is closed (session_close,
+    /// reason `idle`) and its file and memory given back; the next append
+    /// reopens it (0: never).
+    pub idle_close_seconds: u64,
     /// Most receipts committed with one fsync.
     pub max_batch: usize,
     /// Requests queued per chain before callers wait.
@@ -241,6 +245,7 @@ impl Default for ChainsConfig {
         let s = Settings::default();
         ChainsConfig {
             heartbeat_seconds: s.heartbeat_seconds,
+            idle_close_seconds: s.idle_close_seconds,
             max_batch: s.max_batch,
             queue_depth: s.queue_depth,
             max_chains: 10_000,
@@ -386,6 +391,7 @@ impl Config {
     pub fn settings(&self) -> Settings {
         Settings {
             heartbeat_seconds: self.chains.heartbeat_seconds,
+            idle_close_seconds: self.chains.idle_close_seconds,
             max_batch: self.chains.max_batch,
             queue_depth: self.chains.queue_depth,
             policy_hash: self.chains.policy_hash.clone(),

@@ -37,6 +37,9 @@ use tail::Tail;
 pub struct Settings {
     /// Interval of heartbeat receipts (0: none).
     pub heartbeat_seconds: u64,
+    /// Close an unwritten chain after this many seconds, and reopen it on
+    /// demand (0: never).
+    pub idle_close_seconds: u64,
     /// Most commands signed and committed together.
     pub max_batch: usize,
     /// Depth of each chain's queue; callers wait when it is full.
@@ -55,6 +58,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             heartbeat_seconds: 60,
+            idle_close_seconds: 900,
             max_batch: 4096,
             queue_depth: 8192,
             policy_hash: String::new(),
@@ -268,7 +272,13 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
     // chain costs no token signatures (600 idle chains would otherwise
     // saturate a 10-signatures-a-second device).
     let mut written = false;
+    // A chain idle for `idle_close_seconds` is closed and its state (file,
+    // tail, replay window) dropped; the next command reopens it.
+    let idle = Duration::from_secs(ctx.settings.idle_close_seconds);
+    let mut last_command = tokio::time::Instant::now();
+    let mut idle_closed = false;
     loop {
+        let idle_due = last_command + idle;
         let batch = tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
@@ -289,7 +299,46 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
                 }
                 vec![None]
             }
+            _ = tokio::time::sleep_until(idle_due), if !idle.is_zero() && state.is_some() => {
+                let (tx, _) = oneshot::channel();
+                let c = ctx.clone();
+                let cmd = Command::Close { reason: "idle".into(), reply: tx };
+                let taken = state.take();
+                let closed = match tokio::task::spawn_blocking(move || c.apply(taken, vec![Some(cmd)])).await {
+                    Ok((_, outcomes)) => outcomes.iter().any(|o| matches!(o, Outcome::Done(_, Ok(())))),
+                    Err(_) => false,
+                };
+                // Closed, or (on a failure) to be re-read from disk: either
+                // way nothing is held until the next command. Only a written
+                // close spares the shutdown its own.
+                tracing::debug!(chain = %ctx.name, closed, "idle chain released");
+                idle_closed = closed;
+                written = false;
+                continue;
+            }
         };
+        if batch.iter().any(Option::is_some) {
+            last_command = tokio::time::Instant::now();
+        }
+        // Shutting down a chain that is already closed for idleness: its
+        // file ends with a session_close; reopening it only to close it
+        // again would write two receipts for nothing.
+        if idle_closed
+            && state.is_none()
+            && batch
+                .iter()
+                .all(|c| matches!(c, Some(Command::Close { .. })))
+        {
+            for cmd in batch.into_iter().flatten() {
+                if let Command::Close { reply, .. } = cmd {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            break;
+        }
+        if batch.iter().any(Option::is_some) {
+            idle_closed = false;
+        }
         written = batch.iter().any(Option::is_some);
         let closing = batch
             .iter()
