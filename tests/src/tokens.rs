@@ -93,17 +93,29 @@ pub struct Swtpm {
 }
 
 impl Swtpm {
-    /// Starts swtpm with its state in `state` (created if needed).
+    /// Starts swtpm with its state in `state` (created if needed), on free
+    /// ports. Tests run in parallel: a port found free can be taken before
+    /// swtpm binds it, and swtpm then exits; that is retried on new ports.
     pub fn start(state: &Path) -> Swtpm {
-        let (port, _) = free_port_pair();
-        Self::start_on(state, port)
+        for _ in 0..5 {
+            let (port, _) = free_port_pair();
+            if let Some(tpm) = Self::try_start_on(state, port) {
+                return tpm;
+            }
+        }
+        panic!("swtpm did not start on five pairs of free ports");
     }
 
     /// Starts swtpm on `port` (and `port + 1` for control).
     pub fn start_on(state: &Path, port: u16) -> Swtpm {
+        Self::try_start_on(state, port).expect("swtpm started and listens on both ports")
+    }
+
+    /// [`Swtpm::start_on`], or `None` when swtpm exited (a port was taken).
+    fn try_start_on(state: &Path, port: u16) -> Option<Swtpm> {
         std::fs::create_dir_all(state).unwrap();
         let ctrl = port + 1;
-        let child = Command::new("swtpm")
+        let mut child = Command::new("swtpm")
             .args(["socket", "--tpm2", "--server"])
             .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
             .arg("--ctrl")
@@ -115,11 +127,23 @@ impl Swtpm {
             .spawn()
             .expect("swtpm (Debian package swtpm) starts");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", ctrl)).is_err() {
+        // Both ports must answer, from this swtpm: a child that exited lost
+        // a port to another test.
+        while TcpStream::connect(("127.0.0.1", ctrl)).is_err()
+            || TcpStream::connect(("127.0.0.1", port)).is_err()
+        {
+            if !matches!(child.try_wait(), Ok(None)) {
+                let _ = child.wait();
+                return None;
+            }
             assert!(Instant::now() < deadline, "swtpm did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Swtpm { child, port }
+        if !matches!(child.try_wait(), Ok(None)) {
+            let _ = child.wait();
+            return None;
+        }
+        Some(Swtpm { child, port })
     }
 
     /// The TCTI string for sigild.
