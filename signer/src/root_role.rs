@@ -57,6 +57,12 @@ pub enum Imported {
     Keyset(u64, Vec<String>),
 }
 
+/// Signing stops this long before a window closes: a batch is judged once,
+/// and its receipts are stamped as they are signed (after the chain's
+/// previous one), so one that began just before `not_after` must not date
+/// a receipt after it, which every root-pinned verifier would refuse.
+const WINDOW_MARGIN: time::Duration = time::Duration::seconds(5);
+
 fn refused(m: String) -> Error {
     Error::FailedPrecondition(m)
 }
@@ -124,9 +130,10 @@ impl RootRole {
         }
         let t = |s: &str| sigil_proto::timestamp::parse(s).ok();
         match (t(&v.not_before), t(&v.not_after)) {
-            (Some(nb), Some(na)) if at >= nb && at <= na => Ok(()),
+            (Some(nb), Some(na)) if at >= nb && at + WINDOW_MARGIN <= na => Ok(()),
             _ => Err(format!(
-                "{keyid} may sign only from {} to {} (keyset v{}); it is now outside that window",
+                "{keyid} may sign only from {} to {} (keyset v{}, stopping 5 s before the end); \
+                 it is now outside that window",
                 v.not_before, v.not_after, k.version
             )),
         }

@@ -27,7 +27,7 @@ async fn a_closing_window_rotates_early_then_fails_closed() {
     std::fs::write(
         &config,
         format!(
-            "{base}\n[rotation]\ncheck_seconds = 1\nmin_interval_seconds = 0\nrotate_lead_seconds = 3\n"
+            "{base}\n[rotation]\ncheck_seconds = 1\nmin_interval_seconds = 0\nrotate_lead_seconds = 6\n"
         ),
     )
     .unwrap();
@@ -44,7 +44,8 @@ async fn a_closing_window_rotates_early_then_fails_closed() {
     let r = Ceremony::body(&req);
     let root = Ceremony::body(&c.dir.join("root/1.root.json"));
 
-    // v1 (in use) closes in 6 s, the standby v2 in 14 s.
+    // v1 (in use) closes in 9 s, the standby v2 in 17 s; signing stops 5 s
+    // before a window closes, and the daemon rotates 6 s before.
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let s = time::Duration::seconds;
     let body = json!({
@@ -52,8 +53,8 @@ async fn a_closing_window_rotates_early_then_fails_closed() {
     "version": 1, "root_version": 1, "prev": null,
     "issued": format_time(now), "expires": format_time(now + time::Duration::days(30)),
     "keys": {"mediator": [
-        version(&r["new"][0], now - s(5), now + s(14)),
-        version(&r["history"][0], now - s(3600), now + s(6)),
+        version(&r["new"][0], now - s(5), now + s(17)),
+        version(&r["history"][0], now - s(3600), now + s(9)),
     ]}});
     let ks = c.signed_by_officers(body.clone(), "short");
     let (code, out, err) = c.import(&daemon, &ks);
@@ -63,7 +64,7 @@ async fn a_closing_window_rotates_early_then_fails_closed() {
         .await
         .unwrap();
     client.append("w", &record(0)).await.unwrap();
-    // Rotated to v2 about 3 s before v1's window closes.
+    // Rotated to v2 about 6 s before v1's window closes.
     assert!(
         wait_until(Duration::from_secs(8), || {
             let d = c.sigil(&["directory", "--endpoint", &daemon.endpoint]).1;
