@@ -295,7 +295,7 @@ fn hint(e: &ClientError) -> &'static str {
     }
 }
 
-fn read(path: &std::path::Path) -> Result<String, ClientError> {
+pub(crate) fn read(path: &std::path::Path) -> Result<String, ClientError> {
     std::fs::read_to_string(path).map_err(|source| ClientError::Io {
         what: format!("reading {}", path.display()),
         source,
@@ -421,12 +421,7 @@ fn tails(signer: &str, files: &[PathBuf]) -> Result<(), ClientError> {
         // The file's own first signer: the tails are only as good as the
         // copy they come from, which is why it must be one the key could
         // not reach.
-        let first = sigil_proto::chain::split_lines(&text)
-            .into_iter()
-            .find_map(|l| match receipt::parse_entry(l) {
-                Ok(Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
-                _ => None,
-            });
+        let first = sigil_client::verify::first_signer(&text);
         let opts = sigil_proto::chain::Options {
             pinned: first,
             endorsements_from_file: true,

@@ -7,6 +7,8 @@ use clap::Subcommand;
 use sigil_client::ClientError;
 use sigil_root::{Placed, RootDir, RootToken};
 
+use crate::read;
+
 #[derive(Subcommand)]
 pub enum RootCommand {
     /// Generate sigil.root.v1 in each officer's token and write root 1,
@@ -118,13 +120,6 @@ pub enum RootCommand {
         #[arg(long)]
         dir: PathBuf,
     },
-}
-
-fn read(p: &PathBuf) -> Result<String, ClientError> {
-    std::fs::read_to_string(p).map_err(|source| ClientError::Io {
-        what: format!("reading {}", p.display()),
-        source,
-    })
 }
 
 fn err(e: sigil_root::Error) -> ClientError {

@@ -76,14 +76,7 @@ pub fn chain_with_progress(
         Anchor::Key(k) => opts.pinned = Some(k.to_lowercase()),
         Anchor::Unpinned => opts.pinned = None,
         Anchor::Lineage(l) => {
-            let first = chain::split_lines(text)
-                .into_iter()
-                .filter(|l| !l.trim().is_empty())
-                .find_map(|l| match receipt::parse_entry(l) {
-                    Ok(receipt::Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
-                    _ => None,
-                });
-            match first {
+            match first_signer(text) {
                 Some(k) if l.version_of(&k).is_some() => opts.pinned = Some(k),
                 Some(k) => return Err(untrusted(l, &k)),
                 None => return Err(Error::Chain("no receipts found".into())),
@@ -118,6 +111,17 @@ pub fn chain_with_progress(
         }
     }
     Ok(summary)
+}
+
+/// The signer key (lowercase hex) of a chain file's first receipt.
+pub fn first_signer(text: &str) -> Option<String> {
+    chain::split_lines(text)
+        .into_iter()
+        .filter(|l| !l.trim().is_empty())
+        .find_map(|l| match receipt::parse_entry(l) {
+            Ok(receipt::Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
+            _ => None,
+        })
 }
 
 fn untrusted(l: &Lineage, key: &str) -> Error {

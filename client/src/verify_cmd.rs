@@ -252,7 +252,7 @@ async fn verdict(
         Err(e) => return Verdict::failed(RUNTIME, "FAILED", name, e.to_string()),
     };
     let at = policy.now.unwrap_or_else(time::OffsetDateTime::now_utc);
-    let mut root_trust: Option<String> = None;
+    let mut root_trust = None;
     let lineage = match (&pin, &a.directory) {
         (Some(pin), dir) => {
             let text = match dir {
@@ -291,20 +291,20 @@ async fn verdict(
         (None, Some(k)) => verify::Anchor::Key(k),
         (None, None) => verify::Anchor::Unpinned,
     };
-    let pinned_by = match (&lineage, &key) {
-        _ if root_trust.is_some() => root_trust.unwrap_or_default(),
-        (Some(l), Some(_)) => format!(
+    let pinned_by = match (root_trust, &lineage, &key) {
+        (Some(t), _, _) => t,
+        (None, Some(l), Some(_)) => format!(
             "root {} ({}), directory signed at {}",
             l.root().public_key,
             l.root().keyid,
             sigil_proto::timestamp::format(l.signed_at)
         ),
-        (Some(l), None) => format!(
+        (None, Some(l), None) => format!(
             "directory alone, trusted as fetched (root {}; pin it with --key)",
             l.root().keyid
         ),
-        (None, Some(k)) => format!("key {k}"),
-        (None, None) => "UNPINNED: internal consistency only".into(),
+        (None, None, Some(k)) => format!("key {k}"),
+        (None, None, None) => "UNPINNED: internal consistency only".into(),
     };
     let unpinned = matches!(anchor, verify::Anchor::Unpinned);
     match cmd {

@@ -89,6 +89,10 @@ pub enum KeyState {
     Retired,
     /// Must not be trusted for receipts at or after `compromised_since`.
     Revoked,
+    /// Generated in advance for an offline root to certify; signs nothing
+    /// until a rotation activates it. Kept in the daemon's own records and
+    /// never published in a directory.
+    Standby,
 }
 
 /// One key version.

@@ -405,7 +405,8 @@ fn key_state() -> impl Strategy<Value = KeyState> {
     prop_oneof![
         Just(KeyState::Active),
         Just(KeyState::Retired),
-        Just(KeyState::Revoked)
+        Just(KeyState::Revoked),
+        Just(KeyState::Standby)
     ]
 }
 

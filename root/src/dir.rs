@@ -77,45 +77,39 @@ impl RootDir {
 
     /// Writes a finished document as `<kind>/<version>.<kind>.json`, never
     /// over an existing one (TUF §6.2: released versions stay).
-    pub fn write_final<T>(
+    pub fn write_final<T: Document>(
         &self,
         doc: &Signed<T>,
         kind: &str,
         version: u64,
-    ) -> Result<PathBuf, Error>
-    where
-        T: Document,
-    {
+    ) -> Result<PathBuf, Error> {
         let p = self.path.join(kind).join(format!("{version}.{kind}.json"));
         self.write(&p, &doc.to_json(), true)?;
         Ok(p)
     }
 
     /// Writes a document short of its threshold as
-    /// `staged/<kind>.<version>.json`.
-    pub fn write_staged<T>(
+    /// `staged/<kind>.<version>.json` (replacing the earlier stage).
+    pub fn write_staged<T: Document>(
         &self,
         doc: &Signed<T>,
         kind: &str,
         version: u64,
-    ) -> Result<PathBuf, Error>
-    where
-        T: Document,
-    {
-        let p = self
-            .path
-            .join("staged")
-            .join(format!("{kind}.{version}.json"));
+    ) -> Result<PathBuf, Error> {
+        let p = self.staged_path(kind, version);
         self.write(&p, &doc.to_json(), false)?;
         Ok(p)
     }
 
+    fn staged_path(&self, kind: &str, version: u64) -> PathBuf {
+        self.path
+            .join("staged")
+            .join(format!("{kind}.{version}.json"))
+    }
+
     /// Removes a staged document once it is final.
     pub fn remove_staged(&self, kind: &str, version: u64) -> Result<(), Error> {
-        let p = self
-            .path
-            .join("staged")
-            .join(format!("{kind}.{version}.json"));
+        let p = self.staged_path(kind, version);
         match std::fs::remove_file(&p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(io(format!("removing {}", p.display()))(e))

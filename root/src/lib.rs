@@ -243,7 +243,7 @@ pub fn certify(
     for v in &r.new {
         add(v, now);
     }
-    let next = stage_keyset(&root, prev.as_ref(), r.name.clone(), versions, now)?;
+    let next = stage_keyset(&root, prev.as_ref(), Some((r.name.clone(), versions)), now)?;
     dir.log(&format!(
         "certify {} new={} adopt={adopt} keyset v{}",
         r.name,
@@ -290,7 +290,7 @@ pub fn revoke(
         through,
         through_log: None,
     });
-    let next = stage_keyset(&root, Some(&prev), name.to_owned(), versions, now)?;
+    let next = stage_keyset(&root, Some(&prev), Some((name.to_owned(), versions)), now)?;
     dir.log(&format!(
         "revoke {name}.v{version} keyset v{}",
         next.signed.version
@@ -298,16 +298,19 @@ pub fn revoke(
     sign_and_place(dir, next, token, &root)
 }
 
+/// The keyset after `prev` with key name `name`'s versions replaced by
+/// `versions` (`None`: every name as in `prev`).
 fn stage_keyset(
     root: &Signed<Root>,
     prev: Option<&Signed<Keyset>>,
-    name: String,
-    mut versions: Vec<KeyVersion>,
+    name: Option<(String, Vec<KeyVersion>)>,
     now: OffsetDateTime,
 ) -> Result<Signed<Keyset>, Error> {
-    versions.sort_by_key(|v| std::cmp::Reverse(v.version));
     let mut keys = prev.map(|k| k.signed.keys.clone()).unwrap_or_default();
-    keys.insert(name, versions);
+    if let Some((name, mut versions)) = name {
+        versions.sort_by_key(|v| std::cmp::Reverse(v.version));
+        keys.insert(name, versions);
+    }
     let body = Keyset {
         type_: "sigil.keyset".into(),
         spec_version: 1,
@@ -527,9 +530,7 @@ pub fn renew(dir: &RootDir, root: bool, token: &RootToken) -> Result<Placed, Err
     let prev = dir
         .newest_keyset()?
         .ok_or_else(|| refused("no keyset yet: nothing to renew"))?;
-    let mut next = stage_keyset(&old, Some(&prev), String::new(), Vec::new(), now())?;
-    next.signed.keys = prev.signed.keys.clone();
-    let mut next = Signed::new(next.signed)?;
+    let mut next = stage_keyset(&old, Some(&prev), None, now())?;
     token.sign(&mut next)?;
     dir.log(&format!("renew keyset v{}", next.signed.version))?;
     place(dir, next, &old)

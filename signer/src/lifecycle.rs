@@ -194,7 +194,7 @@ impl Lifecycle {
         };
         let what = match imported {
             Imported::Root(v) => format!("root v{v}"),
-            Imported::Keyset(v, _) => format!("keyset v{v}"),
+            Imported::Keyset(v) => format!("keyset v{v}"),
         };
         failpoint::hit("import.stored");
         let (revoked, failed) = self.carry_out_root_revocations().await;

@@ -8,6 +8,7 @@
 //! `root-role.md` §4), and the directory carries the root documents and a
 //! statement the signing version makes over them.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
@@ -23,6 +24,45 @@ use crate::Error;
 struct Docs {
     roots: Vec<Signed<Root>>,
     keyset: Option<Signed<Keyset>>,
+    /// The keyset's versions by public key, times parsed once (each batch
+    /// asks whether its key may sign).
+    certified: HashMap<String, Certified>,
+}
+
+/// One version the keyset lists.
+#[derive(Clone)]
+struct Certified {
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    /// (reason, compromised_since) once the root revoked it.
+    revoked: Option<(String, String)>,
+}
+
+impl Docs {
+    /// Indexes the keyset; a time that does not parse (the keyset was
+    /// checked on import) leaves the version out, so it signs nothing.
+    fn with_keyset(mut self, ks: Option<Signed<Keyset>>) -> Self {
+        self.certified = ks
+            .iter()
+            .flat_map(|k| k.signed.versions())
+            .filter_map(|(_, v)| {
+                let t = |s: &str| sigil_proto::timestamp::parse(s).ok();
+                Some((
+                    v.public_key.clone(),
+                    Certified {
+                        not_before: t(&v.not_before)?,
+                        not_after: t(&v.not_after)?,
+                        revoked: v
+                            .revoked
+                            .as_ref()
+                            .map(|r| (r.reason.clone(), r.compromised_since.clone())),
+                    },
+                ))
+            })
+            .collect();
+        self.keyset = ks;
+        self
+    }
 }
 
 /// `sigild --downgrade-root`: renames `root/keyset.json` aside (kept, for
@@ -53,8 +93,8 @@ pub struct RootRole {
 pub enum Imported {
     /// Root version N.
     Root(u64),
-    /// Keyset version N; the public keys it revokes.
-    Keyset(u64, Vec<String>),
+    /// Keyset version N (its revocations: `Keyring::root_revocations`).
+    Keyset(u64),
 }
 
 /// Signing stops this long before a window closes: a batch is judged once,
@@ -86,10 +126,10 @@ impl RootRole {
         }
         let ks = dir.join("keyset.json");
         if ks.exists() {
-            docs.keyset = Some(
+            docs = docs.with_keyset(Some(
                 Signed::<Keyset>::parse(&read(&ks)?)
                     .map_err(|e| Error::Corrupt(format!("{}: {e}", ks.display())))?,
-            );
+            ));
         }
         Ok(RootRole {
             dir,
@@ -106,50 +146,46 @@ impl RootRole {
         self.docs.read().map(|d| d.keyset.is_some()).unwrap_or(true)
     }
 
+    fn version(&self, public_hex: &str) -> Option<Certified> {
+        self.docs.read().ok()?.certified.get(public_hex).cloned()
+    }
+
     /// Whether the version with `public_hex` may sign at `at`: always when
     /// the root is not required; else only when the keyset lists it, the
     /// root has not revoked it, and `at` is inside its window.
     pub fn allows(&self, keyid: &str, public_hex: &str, at: OffsetDateTime) -> Result<(), String> {
-        let docs = self
+        let d = self
             .docs
             .read()
             .map_err(|_| "root lock poisoned".to_string())?;
-        let Some(ks) = &docs.keyset else {
+        let Some(ks) = &d.keyset else {
             return Ok(());
         };
-        let k = &ks.signed;
-        let Some((_, v)) = k.find(public_hex) else {
+        let kv = ks.signed.version;
+        let Some(v) = d.certified.get(public_hex) else {
             return Err(format!(
-                "{keyid} is not certified by keyset v{}: only certified versions sign under \
-                 the offline root (sigil keys prepare, then a ceremony)",
-                k.version
+                "{keyid} is not certified by keyset v{kv}: only certified versions sign under \
+                 the offline root (sigil keys prepare, then a ceremony)"
             ));
         };
         if v.revoked.is_some() {
-            return Err(format!("{keyid} is revoked by keyset v{}", k.version));
+            return Err(format!("{keyid} is revoked by keyset v{kv}"));
         }
-        let t = |s: &str| sigil_proto::timestamp::parse(s).ok();
-        match (t(&v.not_before), t(&v.not_after)) {
-            (Some(nb), Some(na)) if at >= nb && at + WINDOW_MARGIN <= na => Ok(()),
-            _ => Err(format!(
-                "{keyid} may sign only from {} to {} (keyset v{}, stopping 5 s before the end); \
-                 it is now outside that window",
-                v.not_before, v.not_after, k.version
-            )),
+        if at >= v.not_before && at + WINDOW_MARGIN <= v.not_after {
+            return Ok(());
         }
+        Err(format!(
+            "{keyid} may sign only from {} to {} (keyset v{kv}, stopping 5 s before the end); \
+             it is now outside that window",
+            sigil_proto::timestamp::format(v.not_before),
+            sigil_proto::timestamp::format(v.not_after)
+        ))
     }
 
     /// True when the keyset certifies `public_hex` and has not revoked it.
     pub fn certified(&self, public_hex: &str) -> bool {
-        self.docs
-            .read()
-            .ok()
-            .and_then(|d| {
-                d.keyset
-                    .as_ref()
-                    .and_then(|k| k.signed.find(public_hex).map(|(_, v)| v.revoked.is_none()))
-            })
-            .unwrap_or(false)
+        self.version(public_hex)
+            .is_some_and(|v| v.revoked.is_none())
     }
 
     /// When the imported keyset expires.
@@ -160,30 +196,17 @@ impl RootRole {
 
     /// The end of `public_hex`'s certified window.
     pub fn not_after(&self, public_hex: &str) -> Option<OffsetDateTime> {
-        let d = self.docs.read().ok()?;
-        let (_, v) = d.keyset.as_ref()?.signed.find(public_hex)?;
-        sigil_proto::timestamp::parse(&v.not_after).ok()
+        self.version(public_hex).map(|v| v.not_after)
     }
 
     /// True when the keyset lists `public_hex` (revoked or not).
     pub fn lists(&self, public_hex: &str) -> bool {
-        self.docs
-            .read()
-            .ok()
-            .and_then(|d| {
-                d.keyset
-                    .as_ref()
-                    .map(|k| k.signed.find(public_hex).is_some())
-            })
-            .unwrap_or(false)
+        self.version(public_hex).is_some()
     }
 
     /// The keyset's revocation of `public_hex`: (reason, compromised_since).
     pub fn revocation_of(&self, public_hex: &str) -> Option<(String, String)> {
-        let d = self.docs.read().ok()?;
-        let (_, v) = d.keyset.as_ref()?.signed.find(public_hex)?;
-        let r = v.revoked.as_ref()?;
-        Some((r.reason.clone(), r.compromised_since.clone()))
+        self.version(public_hex)?.revoked
     }
 
     /// The deployment and keyset (version, body hash), for requests.
@@ -301,11 +324,6 @@ impl RootRole {
                         )));
                     }
                 }
-                let revoked = k
-                    .versions()
-                    .filter(|(_, v)| v.revoked.is_some())
-                    .map(|(_, v)| v.public_key.clone())
-                    .collect();
                 let v = k.version;
                 let dir = self.dir_ready()?;
                 write_atomic(
@@ -313,9 +331,8 @@ impl RootRole {
                     ks.to_json().as_bytes(),
                 )?;
                 write_atomic(&dir.join("keyset.json"), ks.to_json().as_bytes())?;
-                docs.keyset = Some(ks);
-                self.swap(docs)?;
-                Ok(Imported::Keyset(v, revoked))
+                self.swap(docs.with_keyset(Some(ks)))?;
+                Ok(Imported::Keyset(v))
             }
             other => Err(Error::InvalidArgument(format!(
                 "document: _type {other:?} is neither sigil.root nor sigil.keyset"

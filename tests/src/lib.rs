@@ -535,3 +535,18 @@ pub fn endorsement_entries(path: &Path) -> usize {
         .filter(|(_, v)| v["type"] == "rotation_endorsement")
         .count()
 }
+
+/// Copies directory `from` to `to`, recursively (regular files only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let t = to.join(e.file_name());
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            copy_dir(&e.path(), &t);
+        } else if ft.is_file() {
+            std::fs::copy(e.path(), t).unwrap();
+        }
+    }
+}

@@ -90,6 +90,29 @@ impl Ceremony {
         out
     }
 
+    /// `sigil root sign FILE --dir DIR --sign-with TOKEN`, which must
+    /// succeed; its output (`staged: PATH ...` or `complete: PATH ...`).
+    pub fn sign(&self, file: &Path, dir: &Path, token: &SoftHsm) -> String {
+        self.ok(&[
+            "root",
+            "sign",
+            file.to_str().unwrap(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--sign-with",
+            &token.uri(),
+        ])
+    }
+
+    /// The path a `sigil root` step reports (`complete: PATH ...`).
+    pub fn placed(out: &str) -> PathBuf {
+        PathBuf::from(
+            out.split_whitespace()
+                .nth(1)
+                .expect("staged|complete: PATH"),
+        )
+    }
+
     /// `sigil root init` (2 of 2); the root keys to pin.
     pub fn init(&self) -> Vec<String> {
         let out = self.ok(&[
@@ -116,6 +139,16 @@ impl Ceremony {
 
     fn dir(&self) -> &str {
         self.dir.to_str().unwrap()
+    }
+
+    /// The whole first ceremony for `daemon`: root 1, imported; `standbys`
+    /// certified with the versions in use (adopted). Returns the pins and
+    /// the keyset's path.
+    pub fn under_root(&self, daemon: &Daemon, standbys: u32) -> (Vec<String>, PathBuf) {
+        let pins = self.init();
+        let (code, out, err) = self.import(daemon, &self.dir.join("root/1.root.json"));
+        assert_eq!(code, 0, "{out}{err}");
+        (pins, self.certify(daemon, standbys, true))
     }
 
     /// `sigil keys import-statement FILE` on `daemon`.
@@ -169,21 +202,7 @@ impl Ceremony {
         }
         self.ok(&args);
         let staged = self.staged_keyset();
-        let out = self.ok(&[
-            "root",
-            "sign",
-            staged.to_str().unwrap(),
-            "--dir",
-            self.dir(),
-            "--sign-with",
-            &self.b.uri(),
-        ]);
-        let path = PathBuf::from(
-            out.split_whitespace()
-                .nth(1)
-                .expect("complete: PATH")
-                .to_owned(),
-        );
+        let path = Self::placed(&self.sign(&staged, &self.dir, &self.b));
         let (code, out, err) = self.import(daemon, &path);
         assert_eq!(code, 0, "{out}{err}");
         path
@@ -241,26 +260,11 @@ impl Ceremony {
         let file = self.tmp.join(format!("{name}.json"));
         let doc = serde_json::json!({"signed": body, "signatures": []});
         std::fs::write(&file, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
-        let s = scratch.to_str().unwrap();
-        let mut last = String::new();
+        let mut last = file;
         for officer in [&self.a, &self.b] {
-            let src = if last.is_empty() {
-                file.clone()
-            } else {
-                PathBuf::from(&last)
-            };
-            let out = self.ok(&[
-                "root",
-                "sign",
-                src.to_str().unwrap(),
-                "--dir",
-                s,
-                "--sign-with",
-                &officer.uri(),
-            ]);
-            last = out.split_whitespace().nth(1).unwrap_or_default().to_owned();
+            last = Self::placed(&self.sign(&last, &scratch, officer));
         }
-        PathBuf::from(last)
+        last
     }
 
     /// The `signed` body of a document file.

@@ -7,7 +7,6 @@
 //! that chain (documented: it trusts endorsements, spec §7); sigil verify
 //! pinned to the root refuses it.
 
-use std::path::Path;
 use std::process::Command;
 
 use sigil_tests::root::Ceremony;
@@ -104,15 +103,7 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     let (code, _, err) = c.import(&daemon, &staged);
     assert_ne!(code, 0);
     assert!(err.contains("1 valid signature(s)"), "{err}");
-    let out = c.ok(&[
-        "root",
-        "sign",
-        staged.to_str().unwrap(),
-        "--dir",
-        rd,
-        "--sign-with",
-        &c.b.uri(),
-    ]);
+    let out = c.sign(&staged, &c.dir, &c.b);
     assert!(out.contains("complete"), "{out}");
     let keyset1 = c.dir.join("keyset/1.keyset.json");
     assert_eq!(c.import(&daemon, &keyset1).0, 0);
@@ -185,7 +176,7 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
     std::fs::write(&saved, &out).unwrap();
     assert!(daemon.terminate());
     let stolen = tmp.path().join("stolen");
-    copy_dir(&data, &stolen);
+    sigil_tests::copy_dir(&data, &stolen);
     std::fs::remove_dir_all(stolen.join("root")).unwrap();
     let _ = std::fs::remove_file(stolen.join("admin.sock"));
     let _ = std::fs::remove_file(stolen.join("sigild.lock"));
@@ -204,20 +195,6 @@ async fn a_ceremony_certifies_standbys_and_the_root_pin_refuses_what_the_daemon_
         sigil_verify_chain(&forged, &Ceremony::pinned(&pins, saved.to_str().unwrap()));
     assert_eq!(code, 1, "{msg}");
     assert!(msg.contains("not in keyset v1"), "{msg}");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        let ft = e.file_type().unwrap();
-        if ft.is_dir() {
-            copy_dir(&e.path(), &t);
-        } else if ft.is_file() {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
 }
 
 #[test]

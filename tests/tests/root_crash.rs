@@ -31,9 +31,7 @@ async fn a_crash_in_a_standby_rotation_is_finished_at_start() {
     let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    c.certify(&daemon, 1, true);
+    let (pins, _) = c.under_root(&daemon, 1);
     let mut client = sigil_client::Client::connect(&daemon.endpoint)
         .await
         .unwrap();
@@ -69,9 +67,7 @@ async fn a_crash_after_a_revoking_keyset_is_stored_revokes_at_start() {
     let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
-    c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    let ks1 = c.certify(&daemon, 1, true);
+    let (_, ks1) = c.under_root(&daemon, 1);
     drop(daemon);
 
     // Keyset 2 revokes the signing version v1.

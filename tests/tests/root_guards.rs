@@ -37,9 +37,7 @@ async fn imports_that_do_not_follow_are_refused_and_change_nothing() {
     let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
-    c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    let ks1 = c.certify(&daemon, 1, true);
+    let (_, ks1) = c.under_root(&daemon, 1);
     let body1 = Ceremony::body(&ks1);
 
     let refused = |file: &Path, rule: &str| {
@@ -174,9 +172,7 @@ async fn only_downgrade_root_goes_back_and_verifiers_then_refuse() {
     let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    c.certify(&daemon, 1, true);
+    let (pins, _) = c.under_root(&daemon, 1);
     drop(daemon);
     let has_trust = |endpoint: &str| {
         let d: Value =
@@ -214,9 +210,7 @@ async fn a_root_revocation_with_no_standby_left_fails_closed_and_the_daemon_stil
     let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
-    c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    let ks1 = c.certify(&daemon, 1, true);
+    let (_, ks1) = c.under_root(&daemon, 1);
     let mut client = sigil_client::Client::connect(&daemon.endpoint)
         .await
         .unwrap();

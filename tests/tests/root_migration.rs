@@ -37,10 +37,8 @@ async fn an_existing_data_dir_is_adopted_and_self_revocation_takes_effect() {
     );
     append_all(&daemon.endpoint, 100).await;
 
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
     // Adopt v1 (retired) and v2 (signing); two standbys.
-    c.certify(&daemon, 2, true);
+    let (pins, _) = c.under_root(&daemon, 2);
     append_all(&daemon.endpoint, 200).await;
 
     let url = daemon.directory_url();
@@ -58,6 +56,15 @@ async fn an_existing_data_dir_is_adopted_and_self_revocation_takes_effect() {
         let (ok, out) = pipelock_verify(&path, &first, chain, &ends);
         assert!(ok, "{chain}: {out}");
     }
+
+    // What a verifier fetched before the revocation, and its state.
+    let state = tmp.path().join("verifier.state");
+    let before_revocation = tmp.path().join("directory-before.json");
+    std::fs::write(
+        &before_revocation,
+        c.sigil(&["directory", "--endpoint", &daemon.endpoint]).1,
+    )
+    .unwrap();
 
     // Online self-revocation of the signing version v2.
     let (code, out, err) = c.keys(
@@ -84,6 +91,18 @@ async fn an_existing_data_dir_is_adopted_and_self_revocation_takes_effect() {
             sigil_verify_chain(&daemon.chain_path(chain), &Ceremony::pinned(&pins, &url));
         assert_eq!(code, 0, "{chain} after the revocation: {msg}");
     }
+    // A verifier that saw the revocation (--state) is not shown the
+    // directory from before it again (a statement of the revoked v2).
+    let path0 = daemon.chain_path(CHAINS[0]);
+    let mut with_state = Ceremony::pinned(&pins, &url);
+    with_state.extend(["--state", state.to_str().unwrap()]);
+    assert_eq!(sigil_verify_chain(&path0, &with_state).0, 0);
+    let mut old_dir = Ceremony::pinned(&pins, before_revocation.to_str().unwrap());
+    old_dir.extend(["--state", state.to_str().unwrap()]);
+    let (code, msg) = sigil_verify_chain(&path0, &old_dir);
+    assert_eq!(code, 1, "{msg}");
+    // Its statement's signer is revoked in what the verifier remembers.
+    assert!(msg.contains("signed by revoked mediator.v2"), "{msg}");
     // A lone v2 receipt no longer stands on its own.
     let path = daemon.chain_path(CHAINS[1]);
     let v2 = d["keys"]
@@ -132,9 +151,7 @@ async fn a_data_dir_written_by_sigild_7f81eb8_is_adopted() {
     std::fs::copy(fixture.join("keys.json"), data.join("keys.json")).unwrap();
     let c = Ceremony::new(tmp.path());
     let daemon = sigil_tests::Daemon::start(&data, &[]);
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    c.certify(&daemon, 2, true);
+    let (pins, _) = c.under_root(&daemon, 2);
     let mut client = sigil_client::Client::connect(&daemon.endpoint)
         .await
         .unwrap();

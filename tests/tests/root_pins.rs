@@ -22,23 +22,10 @@ async fn append(d: &Daemon, from: usize, n: usize) {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let t = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &t);
-        } else if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), t).unwrap();
-        }
-    }
-}
-
 /// A thief's copy of `data` (no root documents, so the daemon signs with
 /// whatever keys.json calls active), its chain replaced by `chain`.
 fn thief_copy(data: &Path, to: &Path, chain: Option<&str>) {
-    copy_dir(data, to);
+    sigil_tests::copy_dir(data, to);
     let _ = std::fs::remove_dir_all(to.join("root"));
     let _ = std::fs::remove_file(to.join("admin.sock"));
     if let Some(text) = chain {
@@ -73,14 +60,12 @@ async fn a_root_revocation_pins_the_last_trusted_receipt_by_hash() {
     let c = Ceremony::new(t);
     let data = t.join("data");
     let mut daemon = c.daemon(&data, &[]);
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    c.certify(&daemon, 1, true);
+    let (pins, _) = c.under_root(&daemon, 1);
     append(&daemon, 0, 5).await;
     // What a thief of v1 holds: the data dir as it is now, v1 signing.
     assert!(daemon.terminate());
     let early = t.join("early");
-    copy_dir(&data, &early);
+    sigil_tests::copy_dir(&data, &early);
     let mut daemon = c.daemon(&data, &[]);
     append(&daemon, 5, 5).await;
     assert_eq!(c.keys(&daemon, &["rotate"]).0, 0);
@@ -150,17 +135,8 @@ async fn a_root_revocation_pins_the_last_trusted_receipt_by_hash() {
         "--sign-with",
         &c.a.uri(),
     ]);
-    let staged = out.split_whitespace().nth(1).unwrap().to_owned();
-    let out = c.ok(&[
-        "root",
-        "sign",
-        &staged,
-        "--dir",
-        rd,
-        "--sign-with",
-        &c.b.uri(),
-    ]);
-    let ks2 = PathBuf::from(out.split_whitespace().nth(1).unwrap());
+    let staged = Ceremony::placed(&out);
+    let ks2 = Ceremony::placed(&c.sign(&staged, &c.dir, &c.b));
     let (code, out, err) = c.import(&daemon, &ks2);
     assert_eq!(code, 0, "{out}{err}");
 

@@ -14,9 +14,7 @@ async fn root_two_is_followed_from_root_one_and_the_old_key_stops_counting() {
     let c = Ceremony::new(tmp.path());
     let officer_c = SoftHsm::new(tmp.path(), "officer-c");
     let daemon = c.daemon(&tmp.path().join("data"), &[]);
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    c.certify(&daemon, 1, true);
+    let (pins, _) = c.under_root(&daemon, 1);
     let mut client = sigil_client::Client::connect(&daemon.endpoint)
         .await
         .unwrap();
@@ -45,28 +43,12 @@ async fn root_two_is_followed_from_root_one_and_the_old_key_stops_counting() {
     // a and c signed: c is new, and root 1 needs two of its own keys.
     assert!(out.contains("staged"), "{out}");
     let staged = c.dir.join("staged/root.2.json");
-    let out = c.ok(&[
-        "root",
-        "sign",
-        staged.to_str().unwrap(),
-        "--dir",
-        rd,
-        "--sign-with",
-        &c.b.uri(),
-    ]);
+    let out = c.sign(&staged, &c.dir, &c.b);
     assert!(out.contains("complete"), "{out}");
     let out = c.ok(&["root", "renew", "--dir", rd, "--sign-with", &c.a.uri()]);
     assert!(out.contains("1 of 2"), "{out}");
     let staged = c.dir.join("staged/keyset.2.json");
-    let out = c.ok(&[
-        "root",
-        "sign",
-        staged.to_str().unwrap(),
-        "--dir",
-        rd,
-        "--sign-with",
-        &officer_c.uri(),
-    ]);
+    let out = c.sign(&staged, &c.dir, &officer_c);
     assert!(out.contains("complete"), "{out}");
     for doc in ["root/2.root.json", "keyset/2.keyset.json"] {
         let (code, out, err) = c.import(&daemon, &c.dir.join(doc));

@@ -15,9 +15,7 @@ async fn a_statement_by_a_version_older_than_the_chain_is_refused() {
     let c = Ceremony::new(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
-    let pins = c.init();
-    assert_eq!(c.import(&daemon, &c.dir.join("root/1.root.json")).0, 0);
-    c.certify(&daemon, 1, true);
+    let (pins, _) = c.under_root(&daemon, 1);
     assert_eq!(c.keys(&daemon, &["rotate"]).0, 0);
     let mut client = sigil_client::Client::connect(&daemon.endpoint)
         .await
@@ -61,4 +59,40 @@ async fn a_statement_by_a_version_older_than_the_chain_is_refused() {
         msg.contains("newer than version 1 that signed the directory statement"),
         "{msg}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_key_name_of_the_daemon_vouches_for_nothing_under_the_root() {
+    use sigil_tests::forge::resign_chain;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Ceremony::new(tmp.path());
+    let daemon = c.daemon(&tmp.path().join("data"), &[]);
+    let (pins, _) = c.under_root(&daemon, 1);
+    let mut client = sigil_client::Client::connect(&daemon.endpoint)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        client.append("p", &record(i)).await.unwrap();
+    }
+    // A digest key of the same daemon, in the same token: every digest of
+    // a re-signed chain goes through SignDigest.
+    let digests = daemon.create_key("digests").await;
+    let handle = tokio::runtime::Handle::current();
+    let endpoint = daemon.endpoint.clone();
+    let mut oracle = |d: &[u8; 32]| -> [u8; 64] {
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let mut c = sigil_client::Client::connect(&endpoint).await.unwrap();
+                let r = c.sign_digest("digests", d).await.unwrap();
+                r.signature.try_into().unwrap()
+            })
+        })
+    };
+    let forged = resign_chain(&daemon.chain_path("p"), &digests, &mut oracle, |_, _| {});
+    let file = tmp.path().join("forged.jsonl");
+    std::fs::write(&file, forged).unwrap();
+    let url = daemon.directory_url();
+    let (code, msg) = sigil_verify_chain(&file, &Ceremony::pinned(&pins, &url));
+    assert_eq!(code, 1, "{msg}");
+    assert!(msg.contains("not in keyset v1"), "{msg}");
 }

@@ -215,7 +215,7 @@ impl<T: docs::Document> Signed<T> {
                 return Err(bad(format!(
                     "{} {}: two signatures by key {}: each key counts once",
                     T::TYPE,
-                    self.version_label(),
+                    self.signed.label(),
                     s.keyid
                 )));
             }
@@ -228,10 +228,6 @@ impl<T: docs::Document> Signed<T> {
             .filter(|s| verify_strict(&s.keyid, &msg, &s.sig).is_ok())
             .map(|s| s.keyid.clone())
             .collect())
-    }
-
-    fn version_label(&self) -> String {
-        self.signed.label()
     }
 }
 

@@ -32,6 +32,8 @@ use crate::store::{AppendError, ChainFile};
 use crate::Error;
 use tail::Tail;
 
+pub(crate) use seal::check_signature;
+
 /// Settings every chain shares.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -279,7 +281,9 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
     let mut idle_closed = false;
     loop {
         let idle_due = last_command + idle;
-        let batch = tokio::select! {
+        // `idle_close`: the batch is the daemon's own close of an idle chain
+        // (no caller waits on it), after which the chain's state is dropped.
+        let (batch, idle_close) = tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(first) => {
@@ -290,34 +294,22 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
                             Err(_) => break,
                         }
                     }
-                    batch
+                    (batch, false)
                 }
             },
             _ = beat.tick(), if beat_every > 0 && state.is_some() => {
                 if !written {
                     continue;
                 }
-                vec![None]
+                (vec![None], false)
             }
             _ = tokio::time::sleep_until(idle_due), if !idle.is_zero() && state.is_some() => {
-                let (tx, _) = oneshot::channel();
-                let c = ctx.clone();
-                let cmd = Command::Close { reason: "idle".into(), reply: tx };
-                let taken = state.take();
-                let closed = match tokio::task::spawn_blocking(move || c.apply(taken, vec![Some(cmd)])).await {
-                    Ok((_, outcomes)) => outcomes.iter().any(|o| matches!(o, Outcome::Done(_, Ok(())))),
-                    Err(_) => false,
-                };
-                // Closed, or (on a failure) to be re-read from disk: either
-                // way nothing is held until the next command. Only a written
-                // close spares the shutdown its own.
-                tracing::debug!(chain = %ctx.name, closed, "idle chain released");
-                idle_closed = closed;
-                written = false;
-                continue;
+                let (reply, _) = oneshot::channel();
+                (vec![Some(Command::Close { reason: "idle".into(), reply })], true)
             }
         };
-        if batch.iter().any(Option::is_some) {
+        let commands = !idle_close && batch.iter().any(Option::is_some);
+        if commands {
             last_command = tokio::time::Instant::now();
         }
         // Shutting down a chain that is already closed for idleness: its
@@ -336,10 +328,7 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
             }
             break;
         }
-        if batch.iter().any(Option::is_some) {
-            idle_closed = false;
-        }
-        written = batch.iter().any(Option::is_some);
+        written = commands;
         let closing = batch
             .iter()
             .any(|c| matches!(c, Some(Command::Close { .. })));
@@ -355,6 +344,19 @@ async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Command>) {
                     (None, Vec::new())
                 }
             };
+        if idle_close {
+            // Closed, or (on a failure) to be re-read from disk: either way
+            // nothing is held until the next command. Only a written close
+            // spares the shutdown its own.
+            idle_closed = outcomes
+                .iter()
+                .any(|o| matches!(o, Outcome::Done(_, Ok(()))));
+            tracing::debug!(chain = %ctx.name, closed = idle_closed, "idle chain released");
+            continue;
+        }
+        if commands {
+            idle_closed = false;
+        }
         state = next;
         for o in outcomes {
             o.send();
@@ -385,7 +387,8 @@ impl Ctx {
         let gate = match &target {
             Some(t) => self.keyring.may_sign(t),
             None if self.keyring.root_required() => Err(Error::Unavailable(format!(
-                "no version of {} may sign: the offline root certified none that is active",
+                "no version of {} may sign: the offline root certified none that is active; \
+                 certify a standby (sigil keys prepare, a ceremony, sigil keys import-statement)",
                 self.key_name
             ))),
             None => Ok(()),

@@ -39,10 +39,6 @@ struct Record {
     /// Revoked, and the revocation receipts are not on every chain yet.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     revocation_pending: bool,
-    /// Generated in advance for the offline root to certify; signs nothing
-    /// and is not in the directory until a rotation activates it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    standby: bool,
     /// The label namespace the key was generated in (`None`: before
     /// namespaces, label `sigil.<name>.v<N>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +235,11 @@ impl Keyring {
         entry.non_extractable = custody.non_extractable;
         entry.custody = custody.note;
         entry.created = now.clone();
-        entry.activated = (!standby).then_some(now);
+        if standby {
+            entry.state = KeyState::Standby;
+        } else {
+            entry.activated = Some(now);
+        }
         if let Some(prev) = endorser {
             let sig = self.backend.sign(
                 &prev.id,
@@ -251,7 +251,6 @@ impl Keyring {
             entry,
             pending: endorser.is_some() && !standby,
             revocation_pending: false,
-            standby,
             namespace: Some(namespace),
         };
         self.lock_meta()?.generating.retain(|l| l != &label);
@@ -269,7 +268,7 @@ impl Keyring {
         let records = self.records.read().ok()?;
         records
             .iter()
-            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active && !r.standby)
+            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
             .max_by_key(|r| r.entry.version)
             .and_then(key_of)
     }
@@ -326,7 +325,7 @@ impl Keyring {
         let records = self.read()?;
         let mut active: Vec<&Record> = records
             .iter()
-            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active && !r.standby)
+            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
             .collect();
         active.sort_by_key(|r| r.entry.version);
         let (old, pending) = match active.as_slice() {
@@ -368,16 +367,13 @@ impl Keyring {
         self.update(|records| {
             let Some(newest) = records
                 .iter()
-                .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active && !r.standby)
+                .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
                 .map(|r| r.entry.version)
                 .max()
             else {
                 return;
             };
-            for r in records
-                .iter_mut()
-                .filter(|r| r.entry.name == name && !r.standby)
-            {
+            for r in records.iter_mut().filter(|r| r.entry.name == name) {
                 if r.entry.version == newest {
                     r.pending = false;
                 } else if r.entry.state == KeyState::Active {
@@ -442,9 +438,6 @@ impl Keyring {
                 r.entry.compromised_since = Some(compromised_since.to_owned());
                 r.entry.reason = Some(reason.to_owned());
                 r.pending = false;
-                // A revoked standby is listed (as revoked) from now on, so
-                // that verifiers learn of it.
-                r.standby = false;
                 r.revocation_pending = true;
                 found = revoked_of(r);
             }
@@ -498,7 +491,7 @@ impl Keyring {
         };
         records
             .iter()
-            .filter(|r| r.entry.state == KeyState::Active && !r.standby)
+            .filter(|r| r.entry.state == KeyState::Active)
             .filter_map(|r| {
                 let key = key_of(r)?;
                 let age = r
@@ -524,7 +517,7 @@ impl Keyring {
         let mut keys: Vec<KeyEntry> = self
             .read()?
             .iter()
-            .filter(|r| !r.standby)
+            .filter(|r| r.entry.state != KeyState::Standby)
             .map(|r| {
                 let mut e = r.entry.clone();
                 if e.name == self.directory_key {

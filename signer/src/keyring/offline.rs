@@ -48,7 +48,7 @@ impl Keyring {
         self.read()
             .map(|r| {
                 r.iter()
-                    .filter(|r| r.standby && r.entry.name == name)
+                    .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
                     .filter(|r| self.root.certified(&r.entry.public_key))
                     .count()
             })
@@ -60,7 +60,7 @@ impl Keyring {
         self.read()
             .map(|r| {
                 r.iter()
-                    .filter(|r| r.standby && r.entry.name == name)
+                    .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
                     .count()
             })
             .unwrap_or(0)
@@ -88,7 +88,7 @@ impl Keyring {
         let now = OffsetDateTime::now_utc();
         let Some(next) = records
             .iter()
-            .filter(|r| r.standby && r.entry.name == name && r.entry.state != KeyState::Revoked)
+            .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
             .filter(|r| {
                 self.root
                     .allows(&r.entry.keyid, &r.entry.public_key, now)
@@ -111,7 +111,7 @@ impl Keyring {
                 .iter_mut()
                 .filter(|r| r.entry.name == name && r.entry.version == version)
             {
-                r.standby = false;
+                r.entry.state = KeyState::Active;
                 r.pending = true;
                 r.entry.activated = Some(now.clone());
             }
@@ -176,7 +176,9 @@ impl Keyring {
         let new: Vec<&Record> = mine
             .iter()
             .copied()
-            .filter(|r| r.standby && !self.root.certified(&r.entry.public_key))
+            .filter(|r| {
+                r.entry.state == KeyState::Standby && !self.root.certified(&r.entry.public_key)
+            })
             .collect();
         let (deployment, keyset_version, keyset_sha256) = self.root.current();
         let body = Request {
@@ -190,7 +192,7 @@ impl Keyring {
             new: new.iter().map(|r| requested(r)).collect(),
             history: mine
                 .iter()
-                .filter(|r| !r.standby)
+                .filter(|r| r.entry.state != KeyState::Standby)
                 .map(|r| requested(r))
                 .collect(),
         };
@@ -258,7 +260,8 @@ impl Keyring {
         dir: &Directory,
         signer: &ActiveKey,
     ) -> Result<Option<Value>, Error> {
-        if !self.root.required() || self.may_sign(signer).is_err() {
+        // `publish` only calls this for a signer `may_sign` allowed.
+        if !self.root.required() {
             return Ok(None);
         }
         let keys = serde_json::to_value(&dir.keys).map_err(|e| Error::Internal(e.to_string()))?;
@@ -298,12 +301,8 @@ impl Keyring {
             &pk,
             |msg| {
                 let sig = self.backend.sign(&signer.id, msg)?;
-                sigil_proto::root::verify_strict(
-                    &signer.public_hex,
-                    msg,
-                    &format!("ed25519:{}", hex::encode(sig.0)),
-                )
-                .map_err(|e| Error::Unavailable(format!("the token's statement signature: {e}")))?;
+                let shown = format!("{}{}", sigil_proto::receipt::SIG_PREFIX, hex::encode(sig.0));
+                crate::chain::check_signature(self.backend.as_ref(), signer, msg, &shown)?;
                 Ok(sig.0)
             },
         )
