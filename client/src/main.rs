@@ -445,12 +445,11 @@ fn endorsements(file: &std::path::Path, out: &std::path::Path) -> Result<(), Cli
         source,
     })?;
     let mut n = 0;
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let entry = receipt::parse_entry(line)
-            .map_err(|e| ClientError::Input(format!("{} line {}: {e}", file.display(), i + 1)))?;
+    for line in sigil_proto::chain::entries(&text) {
+        let at = |e: &dyn std::fmt::Display| {
+            ClientError::Input(format!("{} line {}: {e}", file.display(), line.number))
+        };
+        let entry = receipt::parse_entry(line.text).map_err(|e| at(&e))?;
         if let Entry::Other { kind, detail } = entry {
             if kind != "rotation_endorsement" {
                 continue;
@@ -458,9 +457,7 @@ fn endorsements(file: &std::path::Path, out: &std::path::Path) -> Result<(), Cli
             let map = detail
                 .and_then(|d| d.as_object().cloned())
                 .unwrap_or_default();
-            let e = Endorsement::from_map(&map).map_err(|e| {
-                ClientError::Input(format!("{} line {}: {e}", file.display(), i + 1))
-            })?;
+            let e = Endorsement::from_map(&map).map_err(|e| at(&e))?;
             n += 1;
             let path = out.join(format!("endorsement-{n}.json"));
             let body = serde_json::to_string_pretty(&e.to_json()).unwrap_or_default();

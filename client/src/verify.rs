@@ -115,13 +115,10 @@ pub fn chain_with_progress(
 
 /// The signer key (lowercase hex) of a chain file's first receipt.
 pub fn first_signer(text: &str) -> Option<String> {
-    chain::split_lines(text)
-        .into_iter()
-        .filter(|l| !l.trim().is_empty())
-        .find_map(|l| match receipt::parse_entry(l) {
-            Ok(receipt::Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
-            _ => None,
-        })
+    chain::entries(text).find_map(|l| match receipt::parse_entry(l.text) {
+        Ok(receipt::Entry::Receipt(r)) => Some(r.signer_key.to_lowercase()),
+        _ => None,
+    })
 }
 
 fn untrusted(l: &Lineage, key: &str) -> Error {

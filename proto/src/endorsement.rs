@@ -1,12 +1,10 @@
 //! Rotation endorsements (spec §3.5): the retiring key's signature over its
 //! successor, bound to the chain's tail at the boundary.
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::gojson::write_str;
-use crate::receipt::SIG_PREFIX;
 use crate::{json, timestamp, Error};
 
 /// Domain separator of the endorsement digest.
@@ -146,21 +144,13 @@ impl Endorsement {
 
     /// Checks A's signature.
     pub fn verify_signature(&self) -> Result<(), Error> {
-        let bad = |s: &str| Error::Endorsement(s.into());
-        let sig: [u8; 64] = self
-            .endorsement
-            .strip_prefix(SIG_PREFIX)
-            .and_then(|h| hex::decode(h).ok())
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| bad("endorsement is not ed25519: + 64 bytes of hex"))?;
-        let key: [u8; 32] = hex::decode(&self.prior_signer_key)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| bad("prior_signer_key is not 32 bytes"))?;
-        VerifyingKey::from_bytes(&key)
-            .map_err(|_| bad("prior_signer_key is not an Ed25519 point"))?
-            .verify(&self.digest(), &Signature::from_bytes(&sig))
-            .map_err(|_| bad("signature by prior_signer_key does not verify"))
+        crate::sig::verify(
+            &self.prior_signer_key,
+            &self.digest(),
+            &self.endorsement,
+            false,
+        )
+        .map_err(|m| Error::Endorsement(format!("endorsement by prior_signer_key: {m}")))
     }
 }
 

@@ -5,6 +5,11 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 
 use crate::receipt::SIG_PREFIX;
 
+/// `ed25519:` + hex of a signature, as every sigil format writes it.
+pub fn encode(sig: &[u8; 64]) -> String {
+    format!("{SIG_PREFIX}{}", hex::encode(sig))
+}
+
 /// Verifies `sig` (`ed25519:` + 128 hex) by `public_key_hex` over `msg`.
 /// `strict` uses `verify_strict` (no small-order keys, canonical `s`),
 /// which new formats use; the older ones keep what Pipelock accepts. The

@@ -110,7 +110,7 @@ impl RootToken {
         let pk = self.public_key()?;
         let msg = doc.signing_input()?;
         let sig = self.backend.sign(&self.id, &msg)?;
-        sigil_proto::root::verify_strict(&pk, &msg, &format!("ed25519:{}", hex::encode(sig.0)))?;
+        sigil_proto::root::verify_strict(&pk, &msg, &sigil_proto::sig::encode(&sig.0))?;
         let pk: [u8; 32] = hex::decode(&pk)
             .ok()
             .and_then(|b| b.try_into().ok())

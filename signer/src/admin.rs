@@ -1,6 +1,5 @@
 //! The `sigil.v1.KeyAdmin` gRPC service: key names, rotation, revocation.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use sigil_proto::v1::key_admin_server::KeyAdmin;
@@ -10,26 +9,13 @@ use sigil_proto::v1::{
     PrepareKeysRequest, PrepareKeysResponse, RevokeKeyRequest, RevokeKeyResponse, RotateKeyRequest,
     RotateKeyResponse,
 };
-use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Auth, Role};
+use crate::auth::Role;
+use crate::front;
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
 use crate::Error;
-
-/// Who may administer keys on one listener.
-#[derive(Clone, Debug)]
-pub enum Access {
-    /// The TCP listener with TLS: client certificates with the admin role.
-    Tls(Auth),
-    /// The TCP listener without TLS: nobody (every local process can reach
-    /// loopback); key administration is on the socket.
-    SocketOnly(PathBuf),
-    /// The Unix socket: peers whose uid is listed (the daemon's own, root,
-    /// and `admin_uids`), read from the kernel's peer credentials.
-    Uids(Vec<u32>),
-}
 
 /// The admin service.
 #[derive(Clone)]
@@ -37,56 +23,21 @@ pub struct AdminService {
     keyring: Arc<Keyring>,
     lifecycle: Arc<Lifecycle>,
     default_key: String,
-    access: Access,
 }
 
 impl AdminService {
     /// A service over these keys; `default_key` signs producer chains.
-    pub fn new(
-        keyring: Arc<Keyring>,
-        lifecycle: Arc<Lifecycle>,
-        default_key: String,
-        access: Access,
-    ) -> Self {
+    pub fn new(keyring: Arc<Keyring>, lifecycle: Arc<Lifecycle>, default_key: String) -> Self {
         AdminService {
             keyring,
             lifecycle,
             default_key,
-            access,
         }
     }
 
-    fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Error> {
-        match &self.access {
-            Access::Tls(auth) => auth.caller(request)?.require(Role::Admin, what),
-            Access::SocketOnly(path) => Err(Error::PermissionDenied(format!(
-                "without TLS, keys are administered on the admin socket only: sigil keys \
-                 --admin-socket {}",
-                path.display()
-            ))),
-            Access::Uids(allowed) => {
-                let uid = request
-                    .extensions()
-                    .get::<UdsConnectInfo>()
-                    .and_then(|i| i.peer_cred)
-                    .map(|c| c.uid())
-                    .ok_or_else(|| {
-                        Error::Unauthenticated(
-                            "the peer's credentials are unknown: connect through the admin \
-                             Unix socket (sigil keys --admin-socket PATH)"
-                                .into(),
-                        )
-                    })?;
-                if allowed.contains(&uid) {
-                    Ok(())
-                } else {
-                    Err(Error::PermissionDenied(format!(
-                        "uid {uid} may not {what} (allowed: the daemon's uid, root and \
-                         admin_uids)"
-                    )))
-                }
-            }
-        }
+    /// Requires the admin role of the caller the front stage resolved.
+    fn admin<T>(&self, request: &Request<T>, what: &str) -> Result<(), Status> {
+        Ok(front::caller(request)?.require(Role::Admin, what)?)
     }
 }
 
@@ -196,12 +147,10 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
-        match &self.access {
-            Access::Tls(auth) => crate::service::directory_reply(auth, &self.keyring, &request),
-            // The directory is public; loopback and the socket may read it.
-            Access::SocketOnly(_) | Access::Uids(_) => {
-                crate::service::directory_reply(&Auth::default(), &self.keyring, &request)
-            }
-        }
+        // The directory is public to any caller the front stage resolved.
+        front::caller(&request)?;
+        Ok(Response::new(GetDirectoryResponse {
+            directory_json: self.keyring.directory().to_json(),
+        }))
     }
 }

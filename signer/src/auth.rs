@@ -6,7 +6,9 @@
 //! loopback only and every local caller has every role.
 
 use serde::Deserialize;
-use tonic::Request;
+use std::path::PathBuf;
+
+use tonic::transport::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -41,42 +43,78 @@ pub struct Identity {
     pub keys: Vec<String>,
 }
 
-/// The caller of one request.
+/// The caller of one request, as the front stage resolved it.
 #[derive(Clone, Debug)]
 pub struct Caller {
-    /// Identity, or `local` without TLS.
+    /// Identity: `local` without TLS, the certificate's identity with it,
+    /// `uid:N` on the admin socket.
     pub id: String,
-    grants: Option<Identity>,
+    grants: Grants,
+}
+
+/// What a caller may do, by how it reached the daemon.
+#[derive(Clone, Debug)]
+enum Grants {
+    /// A loopback caller without TLS: every role but key administration,
+    /// which is on the admin socket at this path (every local process can
+    /// reach loopback).
+    Loopback(PathBuf),
+    /// A client certificate's identity and its grants.
+    Identity(Identity),
+    /// A peer of the admin socket: an administrator when its uid is listed
+    /// (`None`: the kernel gave no credentials).
+    SocketPeer { uid: Option<u32>, allowed: bool },
 }
 
 impl Caller {
-    /// A local caller without TLS: every role.
-    pub fn local() -> Caller {
+    /// A local caller without TLS: every role, keys administered on the
+    /// admin socket at `admin_socket`.
+    pub fn local(admin_socket: PathBuf) -> Caller {
         Caller {
             id: "local".into(),
-            grants: None,
+            grants: Grants::Loopback(admin_socket),
         }
     }
 
-    fn has(&self, role: Role) -> bool {
-        self.grants.as_ref().is_none_or(|g| g.roles.contains(&role))
+    /// A peer of the admin socket with uid `uid`; `allowed`: listed among
+    /// the daemon's uid, root and `admin_uids`.
+    pub fn socket_peer(uid: Option<u32>, allowed: bool) -> Caller {
+        Caller {
+            id: uid.map_or_else(|| "uid:unknown".into(), |u| format!("uid:{u}")),
+            grants: Grants::SocketPeer { uid, allowed },
+        }
     }
 
     /// Requires `role`.
     pub fn require(&self, role: Role, what: &str) -> Result<(), Error> {
-        if self.has(role) {
-            return Ok(());
+        match &self.grants {
+            Grants::Identity(g) if g.roles.contains(&role) => Ok(()),
+            Grants::Identity(_) => Err(Error::PermissionDenied(format!(
+                "{} may not {what} (needs role {role:?})",
+                self.id
+            ))),
+            Grants::Loopback(_) if role != Role::Admin => Ok(()),
+            Grants::Loopback(path) => Err(Error::PermissionDenied(format!(
+                "without TLS, keys are administered on the admin socket only: sigil keys \
+                 --admin-socket {}",
+                path.display()
+            ))),
+            Grants::SocketPeer { uid: None, .. } => Err(Error::Unauthenticated(
+                "the peer's credentials are unknown: connect through the admin Unix socket \
+                 (sigil keys --admin-socket PATH)"
+                    .into(),
+            )),
+            Grants::SocketPeer { allowed: true, .. } if role == Role::Admin => Ok(()),
+            Grants::SocketPeer { uid: Some(uid), .. } => Err(Error::PermissionDenied(format!(
+                "uid {uid} may not {what} (allowed: the daemon's uid, root and admin_uids)"
+            ))),
         }
-        Err(Error::PermissionDenied(format!(
-            "{} may not {what} (needs role {role:?})",
-            self.id
-        )))
     }
 
     /// May this caller append to `chain`?
     pub fn may_append(&self, chain: &str) -> Result<(), Error> {
         self.require(Role::Producer, "append")?;
-        let Some(g) = &self.grants else {
+        let Grants::Identity(g) = &self.grants else {
             return Ok(());
         };
         let granted = g.chains.iter().any(|c| match c.strip_suffix('*') {
@@ -97,39 +135,44 @@ impl Caller {
     pub fn may_sign(&self, key: &str) -> Result<(), Error> {
         self.require(Role::Producer, "sign digests")?;
         match &self.grants {
-            Some(g) if !g.keys.iter().any(|k| k == key) => Err(Error::PermissionDenied(format!(
-                "{} may not sign with key {key:?}",
-                self.id
-            ))),
+            Grants::Identity(g) if !g.keys.iter().any(|k| k == key) => Err(
+                Error::PermissionDenied(format!("{} may not sign with key {key:?}", self.id)),
+            ),
             _ => Ok(()),
         }
     }
 }
 
-/// Maps requests to callers.
-#[derive(Clone, Debug, Default)]
+/// Maps a TCP listener's callers to identities.
+#[derive(Clone, Debug)]
 pub struct Auth {
     tls: bool,
     identities: Vec<Identity>,
+    admin_socket: PathBuf,
 }
 
 impl Auth {
-    /// `tls`: whether client certificates are in use.
-    pub fn new(tls: bool, identities: Vec<Identity>) -> Self {
-        Auth { tls, identities }
+    /// `tls`: whether client certificates are in use; `admin_socket`: where
+    /// keys are administered without TLS.
+    pub fn new(tls: bool, identities: Vec<Identity>, admin_socket: PathBuf) -> Self {
+        Auth {
+            tls,
+            identities,
+            admin_socket,
+        }
     }
 
-    /// The caller of `req`: UNAUTHENTICATED without a certificate,
-    /// PERMISSION_DENIED for a certificate whose identity has no grants.
-    pub fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Error> {
+    /// The caller presenting `certs` (the peer's chain, leaf first):
+    /// UNAUTHENTICATED without a certificate, PERMISSION_DENIED for a
+    /// certificate whose identity has no grants.
+    pub fn caller(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<Caller, Error> {
         if !self.tls {
-            return Ok(Caller::local());
+            return Ok(Caller::local(self.admin_socket.clone()));
         }
-        let certs = req
-            .peer_certs()
-            .filter(|c| !c.is_empty())
+        let leaf = certs
+            .and_then(<[_]>::first)
             .ok_or_else(|| Error::Unauthenticated("a client certificate is required".into()))?;
-        let (_, cert) = X509Certificate::from_der(certs[0].as_ref())
+        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
             .map_err(|_| Error::Unauthenticated("the client certificate does not parse".into()))?;
         let mut names = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -145,7 +188,7 @@ impl Auth {
             if let Some(g) = self.identities.iter().find(|i| &i.id == name) {
                 return Ok(Caller {
                     id: name.clone(),
-                    grants: Some(g.clone()),
+                    grants: Grants::Identity(g.clone()),
                 });
             }
         }

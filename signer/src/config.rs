@@ -396,8 +396,6 @@ impl Config {
             queue_depth: self.chains.queue_depth,
             policy_hash: self.chains.policy_hash.clone(),
             replay_window: self.chains.replay_window,
-            max_signatures: self.rotation.max_signatures,
-            rotate_requests: None,
         }
     }
 

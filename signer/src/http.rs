@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
+use crate::counters::Counters;
 use crate::keyring::Keyring;
 
 /// Limits of the HTTP listener.
@@ -84,7 +85,7 @@ pub async fn serve(
 }
 
 /// Routes of the HTTP listener.
-pub fn router(keyring: Arc<Keyring>) -> Router {
+pub fn router(keyring: Arc<Keyring>, counters: Arc<Counters>) -> Router {
     let metrics_keys = keyring.clone();
     Router::new()
         .route(
@@ -103,7 +104,7 @@ pub fn router(keyring: Arc<Keyring>) -> Router {
         .route(
             "/metrics",
             get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
-                let k = metrics_keys.clone();
+                let (k, counters) = (metrics_keys.clone(), counters.clone());
                 async move {
                     if !peer.ip().is_loopback() {
                         return (
@@ -114,7 +115,7 @@ pub fn router(keyring: Arc<Keyring>) -> Router {
                     }
                     (
                         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        crate::metrics::get().render(&k.active_stats(), k.root_stats()),
+                        crate::metrics::get().render(&k.active_stats(&counters), k.root_stats()),
                     )
                         .into_response()
                 }
@@ -143,7 +144,7 @@ mod tests {
             sigil_keys::software::SoftwareBackend::open(dir.path().join("seeds")).expect("seeds"),
         );
         let keyring = Arc::new(Keyring::open(dir.path(), backend, "mediator").expect("keyring"));
-        let r = router(keyring);
+        let r = router(keyring, crate::counters::Counters::new(0).0);
         assert_eq!(
             get(r.clone(), "/metrics", "127.0.0.1:9").await,
             StatusCode::OK

@@ -13,6 +13,7 @@ use sigil_proto::timestamp;
 use tokio::sync::{mpsc, Mutex};
 
 use crate::chain::Command;
+use crate::counters::Counters;
 use crate::failpoint;
 use crate::keyring::{ActiveKey, Keyring, Revoked};
 use crate::registry::Chains;
@@ -44,6 +45,7 @@ pub struct RevokedOn {
 pub struct Lifecycle {
     keyring: Arc<Keyring>,
     chains: Arc<Chains>,
+    counters: Arc<Counters>,
     lock: Mutex<()>,
     keep_revoked: bool,
     min_standby: u32,
@@ -58,11 +60,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Lifecycle {
-    /// Lifecycle over these keys and chains.
-    pub fn new(keyring: Arc<Keyring>, chains: Arc<Chains>) -> Self {
+    /// Lifecycle over these keys and chains; `counters` are the chains'
+    /// signature counts.
+    pub fn new(keyring: Arc<Keyring>, chains: Arc<Chains>, counters: Arc<Counters>) -> Self {
         Lifecycle {
             keyring,
             chains,
+            counters,
             lock: Mutex::new(()),
             keep_revoked: false,
             min_standby: 0,
@@ -113,7 +117,7 @@ impl Lifecycle {
         let (k, n) = (self.keyring.clone(), name.to_owned());
         let (old, new) = blocking(move || k.begin_rotation(&n)).await?;
         failpoint::hit("rotate.pending");
-        let chains = self.cross_all(name).await?;
+        let chains = self.cross_all(name, &new).await?;
         failpoint::hit("rotate.boundaries");
         let (k, n) = (self.keyring.clone(), name.to_owned());
         blocking(move || k.finish_rotation(&n)).await?;
@@ -122,11 +126,25 @@ impl Lifecycle {
         Ok(Rotated { old, new, chains })
     }
 
-    /// Has every chain of `name` cross to its signing version.
-    async fn cross_all(&self, name: &str) -> Result<Vec<String>, Error> {
+    /// Completes a rotation of `name` begun and not finished (a crash, a
+    /// chain that did not cross): its pending successor is the signing
+    /// version.
+    async fn finish_pending(&self, name: &str) -> Result<(), Error> {
+        let target = self
+            .keyring
+            .signing_key(name)
+            .ok_or_else(|| Error::NotFound(format!("key: no active key named {name:?}")))?;
+        self.cross_all(name, &target).await?;
+        let (k, n) = (self.keyring.clone(), name.to_owned());
+        blocking(move || k.finish_rotation(&n)).await
+    }
+
+    /// Has every chain of `name` cross to `target`, its signing version.
+    async fn cross_all(&self, name: &str, target: &ActiveKey) -> Result<Vec<String>, Error> {
         let mut done = Vec::new();
         for (chain, h) in self.chains.chains_of_key(name).await {
-            h.call(|reply| Command::Rotate { reply })
+            let target = target.clone();
+            h.call(|reply| Command::Rotate { target, reply })
                 .await
                 .map_err(|e| Error::Unavailable(format!("chain {chain} did not cross the rotation boundary: {e}; retry the rotation")))?;
             done.push(chain);
@@ -146,9 +164,7 @@ impl Lifecycle {
         // A rotation left pending is finished first, so that revoking the
         // signing version rotates to a genuinely new one.
         if self.keyring.pending_rotations().iter().any(|n| n == name) {
-            self.cross_all(name).await?;
-            let (k, n) = (self.keyring.clone(), name.to_owned());
-            blocking(move || k.finish_rotation(&n)).await?;
+            self.finish_pending(name).await?;
         }
         let signing = self
             .keyring
@@ -283,9 +299,7 @@ impl Lifecycle {
     pub async fn resume(&self) -> Result<(), Error> {
         let _one_at_a_time = self.lock.lock().await;
         for name in self.keyring.pending_rotations() {
-            self.cross_all(&name).await?;
-            let (k, n) = (self.keyring.clone(), name.clone());
-            blocking(move || k.finish_rotation(&n)).await?;
+            self.finish_pending(&name).await?;
             tracing::warn!(key = %name, "completed a rotation interrupted by a crash");
         }
         for revoked in self.keyring.pending_revocations() {
@@ -310,7 +324,6 @@ impl Lifecycle {
         self: Arc<Self>,
         mut requests: mpsc::UnboundedReceiver<String>,
         max_age: Option<Duration>,
-        max_signatures: u64,
         check_every: Duration,
         min_interval: Duration,
         lead: Duration,
@@ -323,9 +336,10 @@ impl Lifecycle {
                 let due: Option<String> = tokio::select! {
                     r = requests.recv() => match r {
                         None => return,
-                        Some(name) => self.keyring.signing_key(&name).and_then(|k| {
-                            (max_signatures > 0 && self.keyring.signatures(&k.id) >= max_signatures).then_some(name)
-                        }),
+                        Some(name) => self
+                            .keyring
+                            .signing_key(&name)
+                            .and_then(|k| self.counters.reached(&k.id).then_some(name)),
                     },
                     _ = tick.tick() => max_age
                         .and_then(|age| self.aged(age))

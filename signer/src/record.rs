@@ -5,7 +5,7 @@
 //! is refused before a sequence number is taken, so nothing is appended.
 
 use serde_json::{Map, Value};
-use sigil_proto::receipt::schema::{Kind, ACTION_RECORD, ACTION_TYPES};
+use sigil_proto::receipt::schema::{ACTION_RECORD, ACTION_TYPES};
 use sigil_proto::{json, timestamp};
 
 use crate::Error;
@@ -181,27 +181,10 @@ fn check_kinds(record: &Map<String, Value>) -> Result<(), Error> {
         let Some(field) = ACTION_RECORD.field(key) else {
             continue;
         };
-        let ok = match field.kind {
-            Kind::Str => v.is_string() || v.is_null(),
-            Kind::Int | Kind::Uint | Kind::Uint8 => v.is_i64() || v.is_u64() || v.is_null(),
-            Kind::Bool => v.is_boolean() || v.is_null(),
-            Kind::Strings | Kind::NullableStrings => {
-                v.is_null() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-            }
-            Kind::Counts | Kind::Struct(_) => v.is_object() || v.is_null(),
-            Kind::List(_) => v.is_array() || v.is_null(),
-        };
-        if !ok {
+        if !field.kind.accepts(v) {
             return Err(Error::InvalidArgument(format!(
                 "record.{key}: must be {}",
-                match field.kind {
-                    Kind::Str => "a string",
-                    Kind::Int | Kind::Uint | Kind::Uint8 => "an integer",
-                    Kind::Bool => "true or false",
-                    Kind::Strings | Kind::NullableStrings => "an array of strings",
-                    Kind::Counts | Kind::Struct(_) => "an object",
-                    Kind::List(_) => "an array of objects",
-                }
+                field.kind.describe()
             )));
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{oneshot, Mutex};
 
 use crate::chain::{self, ChainHandle, Command, Settings};
+use crate::counters::Counters;
 use crate::keyring::Keyring;
 use crate::Error;
 
@@ -18,6 +19,7 @@ pub const RESERVED_PREFIX: &str = "sigil.";
 pub struct Chains {
     dir: PathBuf,
     keyring: Arc<Keyring>,
+    counters: Arc<Counters>,
     settings: Arc<Settings>,
     default_key: String,
     max_chains: usize,
@@ -65,6 +67,7 @@ impl Chains {
     pub fn new(
         dir: PathBuf,
         keyring: Arc<Keyring>,
+        counters: Arc<Counters>,
         settings: Arc<Settings>,
         default_key: String,
         max_chains: usize,
@@ -72,6 +75,7 @@ impl Chains {
         Chains {
             dir,
             keyring,
+            counters,
             settings,
             default_key,
             max_chains,
@@ -153,6 +157,7 @@ impl Chains {
             self.dir.join(format!("{name}.jsonl")),
             self.default_key.clone(),
             self.keyring.clone(),
+            self.counters.clone(),
             self.settings.clone(),
         );
         map.insert(name.to_owned(), h.clone());

@@ -13,10 +13,12 @@ use sigil_proto::v1::receipts_server::ReceiptsServer;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
-use crate::admin::{Access, AdminService};
+use crate::admin::AdminService;
 use crate::auth::Auth;
 pub use crate::backends::open_backend;
 use crate::config::Config;
+use crate::counters::Counters;
+use crate::front::{FrontLayer, Listener};
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
 use crate::ratelimit::RateLimit;
@@ -68,6 +70,7 @@ pub async fn run_with_backend(
     ready: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), Error> {
     config.check()?;
+    let backend: Arc<dyn Backend> = Arc::new(crate::metered::Metered::new(backend));
     let chains_dir = config.data_dir.join("chains");
     fs::create_dir_all(&chains_dir)
         .map_err(|e| Error::io(format!("creating {}", chains_dir.display()), e))?;
@@ -90,13 +93,13 @@ pub async fn run_with_backend(
         let _ = crate::metrics::get().backend.set(c.backend);
     }
 
-    let (rotate_tx, rotate_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut settings = config.settings();
-    settings.rotate_requests = Some(rotate_tx);
+    let (counters, rotations_due) = Counters::new(config.rotation.max_signatures);
+    let settings = config.settings();
     let chains = Arc::new(
         Chains::new(
             chains_dir,
             keyring.clone(),
+            counters.clone(),
             Arc::new(settings),
             config.key_name.clone(),
             config.chains.max_chains,
@@ -112,7 +115,7 @@ pub async fn run_with_backend(
     let resumed = chains.resume_all().await?;
     tracing::info!(chains = resumed, "chains resumed");
     let lifecycle = Arc::new(
-        Lifecycle::new(keyring.clone(), chains.clone())
+        Lifecycle::new(keyring.clone(), chains.clone(), counters.clone())
             .keep_revoked(config.keep_revoked)
             .min_standby(config.rotation.min_standby),
     );
@@ -123,9 +126,8 @@ pub async fn run_with_backend(
     lifecycle.resume().await?;
     let r = &config.rotation;
     lifecycle.clone().spawn_schedule(
-        rotate_rx,
+        rotations_due,
         (r.max_age_seconds > 0).then(|| std::time::Duration::from_secs(r.max_age_seconds)),
-        r.max_signatures,
         std::time::Duration::from_secs(r.check_seconds.max(1)),
         std::time::Duration::from_secs(r.min_interval_seconds),
         std::time::Duration::from_secs(r.rotate_lead_seconds),
@@ -144,13 +146,17 @@ pub async fn run_with_backend(
         .local_addr()
         .map_err(|e| Error::io("HTTP address", e))?;
 
-    let auth = Auth::new(config.tls.is_some(), config.identities.clone());
+    let socket_path = config.admin_socket_path();
+    let auth = Auth::new(
+        config.tls.is_some(),
+        config.identities.clone(),
+        socket_path.clone(),
+    );
     let rate = RateLimit::new(config.limits.rate_per_second, config.limits.burst);
     let service = ReceiptService::new(
         chains.clone(),
         keyring.clone(),
         config.record_limits(),
-        auth.clone(),
         rate,
     )
     .stream_buffer_bytes(config.limits.stream_buffer_bytes)
@@ -176,23 +182,17 @@ pub async fn run_with_backend(
         .build_v1alpha()
         .map_err(|e| Error::Internal(format!("reflection: {e}")))?;
     let max = config.limits.max_message_bytes;
-    let socket_path = config.admin_socket_path();
-    let admin_service = |access| {
+    let admin_service = || {
         KeyAdminServer::new(AdminService::new(
             keyring.clone(),
             lifecycle.clone(),
             config.key_name.clone(),
-            access,
         ))
     };
-    let admin = admin_service(if config.tls.is_some() {
-        Access::Tls(auth)
-    } else {
-        Access::SocketOnly(socket_path.clone())
-    });
+    let admin = admin_service();
+    let socket_admin = admin_service();
     let mut uids = vec![current_uid(), 0];
     uids.extend(&config.admin_uids);
-    let socket_admin = admin_service(Access::Uids(uids));
     let admin_listener = bind_admin_socket(&socket_path)?;
     let receipts = ReceiptsServer::new(service)
         .max_decoding_message_size(max)
@@ -202,6 +202,7 @@ pub async fn run_with_backend(
     let mut grpc_stop = stop_rx.clone();
     let grpc_task = tokio::spawn(
         grpc_builder(&config)?
+            .layer(FrontLayer::new(Listener::Tcp(auth)))
             .add_service(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
@@ -217,6 +218,7 @@ pub async fn run_with_backend(
     let mut socket_stop = stop_rx.clone();
     let socket_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(FrontLayer::new(Listener::Socket(uids)))
             .add_service(socket_admin)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(admin_listener),
@@ -227,7 +229,7 @@ pub async fn run_with_backend(
     );
     let http_task = tokio::spawn(crate::http::serve(
         http,
-        crate::http::router(keyring),
+        crate::http::router(keyring, counters),
         config.http_limits(),
         stop_rx.clone(),
     ));

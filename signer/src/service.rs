@@ -13,8 +13,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::auth::{Auth, Caller};
+use crate::auth::Caller;
 use crate::chain::{Appended, Command};
+use crate::front;
 use crate::keyring::Keyring;
 use crate::ratelimit::RateLimit;
 use crate::record::{self, Limits};
@@ -33,7 +34,6 @@ pub struct ReceiptService {
     chains: Arc<Chains>,
     keyring: Arc<Keyring>,
     limits: Limits,
-    auth: Auth,
     rate: Arc<RateLimit>,
     /// Bytes of records and replies one AppendStream may hold.
     stream_buffer_bytes: usize,
@@ -48,14 +48,12 @@ impl ReceiptService {
         chains: Arc<Chains>,
         keyring: Arc<Keyring>,
         limits: Limits,
-        auth: Auth,
         rate: RateLimit,
     ) -> Self {
         ReceiptService {
             chains,
             keyring,
             limits,
-            auth,
             rate: Arc::new(rate),
             stream_buffer_bytes: 8 << 20,
             queued: Arc::new(tokio::sync::Semaphore::new(DEFAULT_QUEUED_BYTES)),
@@ -144,36 +142,14 @@ impl Receipts for ReceiptService {
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
         let started = std::time::Instant::now();
-        let rid = request_id(&request);
-        let caller = self.auth.caller(&request);
+        let caller = front::caller(&request)?;
         let req = request.into_inner();
         let (chain, id) = (req.chain.clone(), req.correlation_id);
-        let result = match caller {
-            Ok(c) => match self.submit(&c, req).await {
-                Ok((rx, _queued)) => finish(chain, id, rx).await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        let m = crate::metrics::get();
-        match result {
-            Ok(r) => {
-                m.append_seconds.time(started.elapsed());
-                tracing::debug!(request_id = %rid, chain = %r.chain, seq = r.chain_seq, "appended");
-                let mut resp = Response::new(r);
-                set_request_id(&mut resp, &rid);
-                Ok(resp)
-            }
-            Err(e) => {
-                let mut status = Status::from(e);
-                m.error(status.code());
-                tracing::info!(request_id = %rid, code = ?status.code(), message = status.message(), "append refused");
-                if let Ok(v) = rid.parse() {
-                    status.metadata_mut().insert(REQUEST_ID, v);
-                }
-                Err(status)
-            }
-        }
+        let (rx, _queued) = self.submit(&caller, req).await?;
+        let r = finish(chain, id, rx).await?;
+        crate::metrics::get().append_seconds.time(started.elapsed());
+        tracing::debug!(chain = %r.chain, seq = r.chain_seq, "appended");
+        Ok(Response::new(r))
     }
 
     type AppendStreamStream = ReplyStream;
@@ -182,7 +158,7 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<Streaming<AppendRequest>>,
     ) -> Result<Response<ReplyStream>, Status> {
-        let caller = self.auth.caller(&request)?;
+        let caller = front::caller(&request)?;
         let mut inbound = request.into_inner();
         let (order_tx, mut order_rx) = mpsc::channel(STREAM_WINDOW);
         let (out_tx, out_rx) = mpsc::channel(STREAM_WINDOW);
@@ -255,7 +231,7 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<SignDigestRequest>,
     ) -> Result<Response<SignDigestResponse>, Status> {
-        let caller = self.auth.caller(&request)?;
+        let caller = front::caller(&request)?;
         let req = request.into_inner();
         caller.may_sign(&req.key)?;
         self.rate.take(&caller.id)?;
@@ -307,39 +283,11 @@ impl Receipts for ReceiptService {
         &self,
         request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
-        directory_reply(&self.auth, &self.keyring, &request)
-    }
-}
-
-/// The directory, to any authenticated caller (both services serve it).
-pub fn directory_reply<T>(
-    auth: &Auth,
-    keyring: &Keyring,
-    request: &Request<T>,
-) -> Result<Response<GetDirectoryResponse>, Status> {
-    auth.caller(request)?;
-    Ok(Response::new(GetDirectoryResponse {
-        directory_json: keyring.directory().to_json(),
-    }))
-}
-
-/// Metadata key carrying a request id, given by the client or made here.
-const REQUEST_ID: &str = "x-request-id";
-
-/// The caller's `x-request-id` (if short and printable), else a new UUIDv7:
-/// it ties log lines to the request, and is echoed in the reply.
-fn request_id<T>(req: &Request<T>) -> String {
-    req.metadata()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-}
-
-fn set_request_id<T>(resp: &mut Response<T>, rid: &str) {
-    if let Ok(v) = rid.parse() {
-        resp.metadata_mut().insert(REQUEST_ID, v);
+        // The directory is public to any caller the front stage resolved.
+        front::caller(&request)?;
+        Ok(Response::new(GetDirectoryResponse {
+            directory_json: self.keyring.directory().to_json(),
+        }))
     }
 }
 

@@ -7,7 +7,6 @@ pub mod session;
 
 use std::collections::HashMap;
 
-use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
@@ -183,10 +182,9 @@ fn envelope(mut obj: Map<String, Value>, text: &str) -> Result<Receipt, Error> {
 pub fn verify(receipt: &Receipt, pinned: Option<&str>) -> Result<Vec<u8>, Error> {
     let canonical = receipt.canonical_record()?;
     check_required(receipt)?;
-    let sig_hex = receipt
-        .signature
-        .strip_prefix(SIG_PREFIX)
-        .ok_or_else(|| FormatError::new("receipt.signature", "must start with \"ed25519:\""))?;
+    if !receipt.signature.starts_with(SIG_PREFIX) {
+        return Err(FormatError::new("receipt.signature", "must start with \"ed25519:\"").into());
+    }
     if receipt.signer_key.is_empty() {
         return Err(FormatError::new("receipt.signer_key", "missing").into());
     }
@@ -198,18 +196,13 @@ pub fn verify(receipt: &Receipt, pinned: Option<&str>) -> Result<Vec<u8>, Error>
             });
         }
     }
-    let sig: [u8; 64] = hex::decode(sig_hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::Signature("signature is not 64 bytes of hex".into()))?;
-    let key: [u8; 32] = hex::decode(&receipt.signer_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::Signature("signer_key is not 32 bytes of hex".into()))?;
-    let key = VerifyingKey::from_bytes(&key)
-        .map_err(|_| Error::Signature("signer_key is not an Ed25519 point".into()))?;
-    key.verify(&digest(&canonical), &Signature::from_bytes(&sig))
-        .map_err(|_| Error::Signature("does not verify over the action record".into()))?;
+    crate::sig::verify(
+        &receipt.signer_key,
+        &digest(&canonical),
+        &receipt.signature,
+        false,
+    )
+    .map_err(|m| Error::Signature(format!("{m} (signer_key over the action record)")))?;
     Ok(canonical)
 }
 

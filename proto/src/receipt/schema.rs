@@ -3,6 +3,8 @@
 //! empty. The canonical encoder and the input validators both read these
 //! tables, so there is one statement of the format.
 
+use serde_json::Value;
+
 /// The JSON kind of a member, as Go decodes it.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
@@ -26,6 +28,48 @@ pub enum Kind {
     Struct(&'static Schema),
     /// a slice of structs
     List(&'static Schema),
+}
+
+impl Kind {
+    /// Go's zero value of the kind, as JSON: what a member left out means,
+    /// and what sigil writes for a member Go always emits.
+    pub fn zero(self) -> Value {
+        match self {
+            Kind::Str => Value::String(String::new()),
+            Kind::Int | Kind::Uint | Kind::Uint8 => Value::from(0),
+            Kind::Bool => Value::Bool(false),
+            Kind::Strings | Kind::NullableStrings | Kind::Counts | Kind::List(_) => Value::Null,
+            Kind::Struct(_) => Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// Whether `v` has the kind's JSON shape (`null`, Go's zero, always
+    /// does). Ranges and nested members are the encoder's to check.
+    pub fn accepts(self, v: &Value) -> bool {
+        v.is_null()
+            || match self {
+                Kind::Str => v.is_string(),
+                Kind::Int | Kind::Uint | Kind::Uint8 => v.is_i64() || v.is_u64(),
+                Kind::Bool => v.is_boolean(),
+                Kind::Strings | Kind::NullableStrings => {
+                    v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                }
+                Kind::Counts | Kind::Struct(_) => v.is_object(),
+                Kind::List(_) => v.is_array(),
+            }
+    }
+
+    /// What a member of the kind must be, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::Str => "a string",
+            Kind::Int | Kind::Uint | Kind::Uint8 => "an integer",
+            Kind::Bool => "true or false",
+            Kind::Strings | Kind::NullableStrings => "an array of strings",
+            Kind::Counts | Kind::Struct(_) => "an object",
+            Kind::List(_) => "an array of objects",
+        }
+    }
 }
 
 /// Whether Go always writes a member or omits it when it is the zero value.

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::receipt::SIG_PREFIX;
 use crate::{jcs, json, Error};
 
 pub use docs::{
@@ -176,7 +175,7 @@ impl<T: docs::Document> Signed<T> {
         self.signatures.retain(|s| s.keyid != keyid);
         self.signatures.push(Sig {
             keyid,
-            sig: format!("{SIG_PREFIX}{}", hex::encode(sig)),
+            sig: crate::sig::encode(sig),
         });
         self.signatures.sort_by(|a, b| a.keyid.cmp(&b.keyid));
     }

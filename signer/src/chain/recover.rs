@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use super::scan::{self, ScanError};
+use super::scan::{self, Cut, ScanError};
 use super::tail::Tail;
 use super::{seal, Ctx, State, LEDGER_PREFIX};
-use crate::store::{self, ChainFile};
+use crate::keyring::ActiveKey;
+use crate::store::{self, ChainFile, Recovered};
 use crate::Error;
 
 /// True when a chain file is at `path`; refuses anything there that is not
@@ -32,53 +33,57 @@ impl Ctx {
     /// Durable on return.
     pub(super) fn open(&self) -> Result<State, Error> {
         let key = self.keyring.ensure(&self.key_name)?;
-        let window = self.settings.replay_window;
         if let Some(dir) = self.path.parent() {
             if std::fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
                 return Err(store::symlink_refused(dir));
             }
         }
-        let (fresh, recovered) = match exists(&self.path)? {
-            false => (Some(ChainFile::create(&self.path)?), None),
-            true => {
-                // A file without a whole line was created but its genesis
-                // never became durable (crash, token or disk error): nothing
-                // in it was ever acknowledged, so the chain starts anew in it.
-                let rec = ChainFile::recover(&self.path)?;
-                if String::from_utf8_lossy(&rec.bytes).trim().is_empty() {
-                    (Some(rec.file), None)
-                } else {
-                    (None, Some(rec))
-                }
-            }
-        };
-        if let Some(mut file) = fresh {
-            if !file.is_empty() {
-                file.cut_to(0)?;
-            }
-            let mut tail = Tail::new(key, String::new(), window);
-            let (rec, ctrl, _) = seal::open_run(&self.name, &mut tail, &self.settings, true)?;
-            let a = seal::seal_at(self.backend(), &mut tail, rec, Some(ctrl), 0)?;
-            let mut state = State { file, tail };
-            state
-                .file
-                .append_durable(format!("{}\n", a.line).as_bytes())?;
-            crate::metrics::get().receipts(&self.name, 1);
-            // Everything this chain signs from now on is counted as it is
-            // written; a later reopen has nothing of its own to add.
-            self.counted
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            tracing::info!(chain = %self.name, "chain created");
-            return Ok(state);
+        if !exists(&self.path)? {
+            return self.genesis(ChainFile::create(&self.path)?, key);
         }
-        let rec =
-            recovered.ok_or_else(|| Error::Internal("chain neither new nor recovered".into()))?;
+        let rec = ChainFile::recover(&self.path)?;
+        // A file without a whole line was created but its genesis never
+        // became durable (crash, token or disk error): nothing in it was
+        // ever acknowledged, so the chain starts anew in it.
+        if String::from_utf8_lossy(&rec.bytes).trim().is_empty() {
+            return self.genesis(rec.file, key);
+        }
+        self.resume(rec, &key)
+    }
+
+    /// Starts the chain in an empty (or never acknowledged) file.
+    fn genesis(&self, mut file: ChainFile, key: ActiveKey) -> Result<State, Error> {
+        if !file.is_empty() {
+            file.cut_to(0)?;
+        }
+        let mut tail = Tail::new(key, String::new(), self.settings.replay_window);
+        let (rec, ctrl, _) = seal::open_run(&self.name, &mut tail, &self.settings, true)?;
+        let a = seal::seal_at(self.backend(), &mut tail, rec, Some(ctrl), 0)?;
+        let mut state = State { file, tail };
+        state
+            .file
+            .append_durable(format!("{}\n", a.line).as_bytes())?;
+        crate::metrics::get().receipts(&self.name, 1);
+        // Everything this chain signs from now on is counted as it is
+        // written; a later reopen has nothing of its own to add.
+        self.counted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(chain = %self.name, "chain created");
+        Ok(state)
+    }
+
+    /// Resumes the chain from what its file holds: after a restart open (or
+    /// the boundary to `key`), a receipt recording what was cut.
+    fn resume(&self, rec: Recovered, key: &ActiveKey) -> Result<State, Error> {
         if rec.cut > 0 {
             tracing::warn!(chain = %self.name, bytes = rec.cut, "cut a torn last line (never acknowledged)");
         }
-        let scanned = match scan::scan(&rec.bytes, window, &self.key_name, |pk| {
-            self.keyring.version_with(&self.key_name, pk)
-        }) {
+        let scanned = match scan::scan(
+            &rec.bytes,
+            self.settings.replay_window,
+            &self.key_name,
+            |pk| self.keyring.version_with(&self.key_name, pk),
+        ) {
             Ok(s) => s,
             Err(ScanError::ForeignKey(e)) if self.name.starts_with(LEDGER_PREFIX) => {
                 // An older sigild signed ledgers with the digest key itself;
@@ -102,16 +107,16 @@ impl Ctx {
             tail: scanned.tail,
         };
         if !self.counted.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            self.keyring
-                .count_signatures(&state.tail.key.id, state.tail.segment_count);
+            self.counters
+                .count(&state.tail.key.id, state.tail.segment_count);
         }
         let (kept_seq, kept_hash) = (state.tail.seq, state.tail.hash.clone());
         // Everything is signed before the file changes, so a token error
         // leaves the file as it was.
         let mut buf = Vec::new();
         let mut written = 1;
-        if state.tail.key != key {
-            self.cross_boundary(Some(&key), &mut state.tail, &mut buf)?;
+        if state.tail.key != *key {
+            self.cross_boundary(key, &mut state.tail, &mut buf)?;
         } else {
             let (rec, ctrl, seq) =
                 seal::open_run(&self.name, &mut state.tail, &self.settings, false)?;
@@ -119,47 +124,68 @@ impl Ctx {
             buf.extend_from_slice(a.line.as_bytes());
             buf.push(b'\n');
         }
-        match &scanned.cut {
-            None => {}
-            Some(cut) if !cut.aside => {
-                tracing::warn!(chain = %self.name, reason = %cut.reason,
-                    "cut a rotation endorsement whose boundary was never written");
-                state.file.cut_to(scanned.keep_bytes)?;
-            }
-            Some(cut) => {
-                let at = scanned.keep_bytes;
-                let moved = usize::try_from(at)
-                    .ok()
-                    .and_then(|at| rec.bytes.get(at..))
-                    .ok_or_else(|| Error::Internal("cut offset outside the file".into()))?;
-                let aside = state.file.aside_path();
-                let name = aside
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                // After the open: a receipt belongs to an open run.
-                let rec = seal::cut_record(
-                    kept_seq,
-                    &kept_hash,
-                    moved.len() as u64,
-                    cut.lines,
-                    &name,
-                    &cut.reason,
-                    &self.settings,
-                );
-                let a = seal::seal(self.backend(), &mut state.tail, rec, None)?;
-                buf.extend_from_slice(a.line.as_bytes());
-                buf.push(b'\n');
-                written += 1;
-                state.file.cut_aside(at, moved, &aside)?;
-                tracing::warn!(chain = %self.name, bytes = moved.len(), lines = cut.lines,
-                    kept = %aside.display(), reason = %cut.reason,
-                    "moved damaged lines after the last valid receipt aside");
-            }
+        if let Some(cut) = &scanned.cut {
+            written += self.cut(
+                &mut state,
+                cut,
+                &rec.bytes,
+                scanned.keep_bytes,
+                (kept_seq, &kept_hash),
+                &mut buf,
+            )?;
         }
         state.file.append_durable(&buf)?;
         crate::metrics::get().receipts(&self.name, written);
         tracing::info!(chain = %self.name, seq = state.tail.seq, "chain resumed with a restart session_open");
         Ok(state)
+    }
+
+    /// Removes what follows the last valid receipt: a rotation endorsement
+    /// whose boundary was never written is cut; damaged lines are moved
+    /// aside and a `sigil://chain/cut` receipt (into `buf`) records them,
+    /// after `kept` (seq, hash), the last receipt kept. Returns the
+    /// receipts written.
+    fn cut(
+        &self,
+        state: &mut State,
+        cut: &Cut,
+        bytes: &[u8],
+        at: u64,
+        kept: (u64, &str),
+        buf: &mut Vec<u8>,
+    ) -> Result<u64, Error> {
+        if !cut.aside {
+            tracing::warn!(chain = %self.name, reason = %cut.reason,
+                "cut a rotation endorsement whose boundary was never written");
+            state.file.cut_to(at)?;
+            return Ok(0);
+        }
+        let moved = usize::try_from(at)
+            .ok()
+            .and_then(|at| bytes.get(at..))
+            .ok_or_else(|| Error::Internal("cut offset outside the file".into()))?;
+        let aside = state.file.aside_path();
+        let name = aside
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // After the open: a receipt belongs to an open run.
+        let rec = seal::cut_record(
+            kept.0,
+            kept.1,
+            moved.len() as u64,
+            cut.lines,
+            &name,
+            &cut.reason,
+            &self.settings,
+        );
+        let a = seal::seal(self.backend(), &mut state.tail, rec, None)?;
+        buf.extend_from_slice(a.line.as_bytes());
+        buf.push(b'\n');
+        state.file.cut_aside(at, moved, &aside)?;
+        tracing::warn!(chain = %self.name, bytes = moved.len(), lines = cut.lines,
+            kept = %aside.display(), reason = %cut.reason,
+            "moved damaged lines after the last valid receipt aside");
+        Ok(1)
     }
 }

@@ -25,7 +25,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 use sigil_proto::receipt::{self, session, Entry, Receipt};
-use sigil_proto::timestamp;
+use sigil_proto::{chain, timestamp};
 
 use super::tail::Tail;
 use crate::keyring::ActiveKey;
@@ -68,23 +68,37 @@ pub enum ScanError {
 }
 
 /// One whole line: its text (lossy when it is not UTF-8, which no line
-/// sigild writes is) and the byte offset just past its newline.
+/// sigild writes is) and the byte offset just past its line break.
 struct Line<'a> {
     text: Cow<'a, str>,
     end: u64,
 }
 
+/// The whole lines of `bytes`, split exactly as the verifier splits them
+/// (`sigil_proto::chain::lines`), so that recovery keeps what the verifier
+/// would accept and nothing else. From the first byte that is not UTF-8,
+/// the rest is one damaged line.
 fn split(bytes: &[u8]) -> Vec<Line<'_>> {
-    let mut lines = Vec::new();
-    let mut start = 0usize;
-    for (i, b) in bytes.iter().enumerate() {
-        if *b == b'\n' {
-            lines.push(Line {
-                text: String::from_utf8_lossy(&bytes[start..i]),
-                end: i as u64 + 1,
-            });
-            start = i + 1;
-        }
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => bytes
+            .get(..e.valid_up_to())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or_default(),
+    };
+    let mut lines: Vec<Line<'_>> = chain::lines(valid)
+        .filter(|l| l.terminated)
+        .map(|l| Line {
+            text: Cow::Borrowed(l.text),
+            end: l.end as u64,
+        })
+        .collect();
+    let done = lines.last().map_or(0, |l| l.end as usize);
+    if let Some(rest) = bytes.get(done..).filter(|r| !r.is_empty()) {
+        lines.push(Line {
+            text: String::from_utf8_lossy(rest),
+            end: bytes.len() as u64,
+        });
     }
     lines
 }

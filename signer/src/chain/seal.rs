@@ -6,9 +6,9 @@ use serde_json::{json, Map, Value};
 use sigil_keys::Backend;
 use sigil_proto::endorsement::Endorsement;
 use sigil_proto::gojson::escape_for_jsonl;
-use sigil_proto::receipt::schema::{Emit, Kind, ACTION_RECORD};
+use sigil_proto::receipt;
+use sigil_proto::receipt::schema::{Emit, ACTION_RECORD};
 use sigil_proto::receipt::session::Open;
-use sigil_proto::receipt::{self, SIG_PREFIX};
 use sigil_proto::timestamp;
 
 use super::tail::Tail;
@@ -34,12 +34,7 @@ pub fn seal_at(
     }
     for field in ACTION_RECORD.fields {
         if field.emit == Emit::Always && !ar.contains_key(field.name) {
-            let zero = match field.kind {
-                Kind::NullableStrings => Value::Null,
-                Kind::Int | Kind::Uint | Kind::Uint8 => json!(0),
-                _ => json!(""),
-            };
-            ar.insert(field.name.into(), zero);
+            ar.insert(field.name.into(), field.kind.zero());
         }
     }
     ar.insert("chain_prev_hash".into(), json!(tail.hash));
@@ -54,16 +49,8 @@ pub fn seal_at(
         let path = e.path.replacen("action_record", "record", 1);
         Error::InvalidArgument(format!("{path}: {}", e.problem))
     })?;
-    let m = crate::metrics::get();
-    let started = std::time::Instant::now();
-    m.token_in_use
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let digest = receipt::digest(&canonical);
-    let sig = backend.sign(&tail.key.id, &digest);
-    m.token_in_use
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    m.sign_seconds.time(started.elapsed());
-    let signature = format!("{SIG_PREFIX}{}", hex::encode(sig?.0));
+    let signature = sigil_proto::sig::encode(&backend.sign(&tail.key.id, &digest)?.0);
     check_signature(backend, &tail.key, &digest, &signature)?;
     let bytes = receipt::receipt_bytes(&canonical, &signature, &tail.key.public_hex, None);
     let hash = receipt::receipt_hash(&bytes);
@@ -104,7 +91,7 @@ pub fn check_signature(
     if backend.signs_in_process() {
         return Ok(());
     }
-    sigil_proto::directory::verify_sig(&key.public_hex, message, signature).map_err(|_| {
+    sigil_proto::sig::verify(&key.public_hex, message, signature, false).map_err(|_| {
         Error::Unavailable(format!(
             "the token returned a signature that does not verify under {} ({}); nothing was \
              written. Check that the token still holds the key keys.json records (sigil keys \
@@ -185,10 +172,7 @@ pub fn rotation(
         endorsement: String::new(),
     };
     let digest = e.digest();
-    e.endorsement = format!(
-        "{SIG_PREFIX}{}",
-        hex::encode(backend.sign(&old.id, &digest)?.0)
-    );
+    e.endorsement = sigil_proto::sig::encode(&backend.sign(&old.id, &digest)?.0);
     check_signature(backend, &old, &digest, &e.endorsement)?;
     let entry = json!({
         "type": "rotation_endorsement",

@@ -10,7 +10,6 @@
 //! rotation: boundaries already written may be followed by acknowledged
 //! receipts, so rolling back is never an option.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -20,9 +19,9 @@ use sigil_proto::directory::{
     endorsement_digest, Directory, DirectorySignature, KeyEntry, KeyState, Purpose, Through,
     USE_DIGEST, USE_MEDIATION,
 };
-use sigil_proto::receipt::SIG_PREFIX;
 use sigil_proto::timestamp;
 
+use crate::counters::Counters;
 use crate::root_role::RootRole;
 use crate::store::write_atomic;
 use crate::Error;
@@ -96,7 +95,6 @@ pub struct Keyring {
     updating: Mutex<()>,
     /// Namespace and generation intents, persisted with the records.
     meta: Mutex<Meta>,
-    signatures: Mutex<HashMap<KeyId, u64>>,
     published: RwLock<Directory>,
     /// The offline root's documents and what they allow.
     root: RootRole,
@@ -136,7 +134,6 @@ impl Keyring {
                 namespace,
                 generating: file.generating,
             }),
-            signatures: Mutex::new(HashMap::new()),
             published: RwLock::new(Directory::default()),
             root: RootRole::open(data_dir)?,
         })
@@ -245,7 +242,7 @@ impl Keyring {
                 &prev.id,
                 &endorsement_digest(name, version, &public.to_hex()),
             )?;
-            entry.endorsement = Some(format!("{SIG_PREFIX}{}", hex::encode(sig.0)));
+            entry.endorsement = Some(sigil_proto::sig::encode(&sig.0));
         }
         let record = Record {
             entry,
@@ -458,21 +455,6 @@ impl Keyring {
         })
     }
 
-    /// Counts `n` more signatures by `key`.
-    pub fn count_signatures(&self, key: &KeyId, n: u64) {
-        if let Ok(mut m) = self.signatures.lock() {
-            *m.entry(key.clone()).or_default() += n;
-        }
-    }
-
-    /// Signatures counted for `key` since it started signing.
-    pub fn signatures(&self, key: &KeyId) -> u64 {
-        self.signatures
-            .lock()
-            .map(|m| m.get(key).copied().unwrap_or(0))
-            .unwrap_or(0)
-    }
-
     /// When `key` started signing.
     pub fn activated(&self, key: &KeyId) -> Option<String> {
         let records = self.records.read().ok()?;
@@ -484,7 +466,7 @@ impl Keyring {
 
     /// (keyid, signatures since start, age in seconds) of each active
     /// version, for metrics.
-    pub fn active_stats(&self) -> Vec<(String, u64, f64)> {
+    pub fn active_stats(&self, counters: &Counters) -> Vec<(String, u64, f64)> {
         let now = time::OffsetDateTime::now_utc();
         let Ok(records) = self.read() else {
             return Vec::new();
@@ -501,7 +483,7 @@ impl Keyring {
                     .and_then(|a| timestamp::parse(a).ok())
                     .map(|a| (now - a).as_seconds_f64())
                     .unwrap_or(0.0);
-                Some((key.id.to_string(), self.signatures(&key.id), age))
+                Some((key.id.to_string(), counters.get(&key.id), age))
             })
             .collect()
     }
@@ -557,7 +539,7 @@ impl Keyring {
             let sig = self.backend.sign(&signer.id, &digest)?;
             dir.signature = Some(DirectorySignature {
                 keyid: signer.id.to_string(),
-                value: format!("{SIG_PREFIX}{}", hex::encode(sig.0)),
+                value: sigil_proto::sig::encode(&sig.0),
             });
             dir.trust = self.statement(&dir, &signer)?;
         }

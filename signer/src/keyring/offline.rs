@@ -301,7 +301,7 @@ impl Keyring {
             &pk,
             |msg| {
                 let sig = self.backend.sign(&signer.id, msg)?;
-                let shown = format!("{}{}", sigil_proto::receipt::SIG_PREFIX, hex::encode(sig.0));
+                let shown = sigil_proto::sig::encode(&sig.0);
                 crate::chain::check_signature(self.backend.as_ref(), signer, msg, &shown)?;
                 Ok(sig.0)
             },

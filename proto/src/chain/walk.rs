@@ -1,258 +1,23 @@
-//! Verification of a chain file (spec §3): the walk pipelock-verify does,
-//! with rotation endorsements, plus sigil's stricter policies.
+//! The walk over a chain's receipts: links, runs, segments, replays,
+//! revocations and windows, receipt by receipt.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
+use super::{Options, RevokedReceipt, Summary, Window};
 use crate::endorsement::Endorsement;
-pub use crate::policy::{check_policy, Policy};
-use crate::receipt::{self, session, Entry, Receipt};
+use crate::policy::check_policy;
+use crate::receipt::{self, session, Receipt};
 use crate::{timestamp, Error};
-
-/// Pipelock's default recorder session id.
-pub const DEFAULT_SESSION_ID: &str = "proxy";
-
-pub use crate::lineage::{Revocation, Window};
-
-/// What to verify a chain against.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// The root key (first segment's signer), lowercase hex. Without it the
-    /// first receipt's key is trusted.
-    pub pinned: Option<String>,
-    /// The recorder session. `None`: the first `session_open`'s session,
-    /// or Pipelock's `proxy` when endorsements must be matched.
-    pub session_id: Option<String>,
-    /// Endorsements given besides those held in the file.
-    pub endorsements: Vec<Endorsement>,
-    /// Also use `rotation_endorsement` recorder entries of the file.
-    pub endorsements_from_file: bool,
-    /// Revoked keys (lowercase hex): when they became untrustworthy and
-    /// where their revocation took effect on each chain.
-    pub revoked: HashMap<String, Revocation>,
-    /// Retired keys (lowercase hex): (keyid, when); their receipts dated
-    /// later are refused.
-    pub retired: HashMap<String, (String, OffsetDateTime)>,
-    /// Certified windows (root role) by public key: receipts dated outside
-    /// are refused.
-    pub windows: HashMap<String, Window>,
-    /// Stricter checks.
-    pub policy: Policy,
-}
-
-/// A receipt refused because its key was revoked before it was signed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RevokedReceipt {
-    /// 1-based line in the file.
-    pub line: usize,
-    /// Its `chain_seq`.
-    pub seq: u64,
-    /// Its `timestamp`.
-    pub timestamp: String,
-    /// The revoked signer key.
-    pub signer_key: String,
-    /// Why it is refused.
-    pub why: String,
-}
-
-/// What a valid chain proves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
-    /// Number of receipts.
-    pub receipt_count: usize,
-    /// `chain_seq` of the last receipt.
-    pub final_seq: u64,
-    /// Receipt hash of the last receipt.
-    pub root_hash: String,
-    /// First and last timestamps.
-    pub start_time: String,
-    /// Last timestamp.
-    pub end_time: String,
-    /// Signer keys of the segments, root first.
-    pub segment_keys: Vec<String>,
-    /// Endorsements consumed at boundaries.
-    pub endorsements_used: usize,
-    /// Receipts otherwise valid but signed by a revoked key at or after its
-    /// compromise time. When non-empty, [`verify`] returns an error too.
-    pub revoked: Vec<RevokedReceipt>,
-    /// The recorder session the chain was checked as.
-    pub session_id: Option<String>,
-    /// Per signer key (lowercase hex), its last receipt: (seq, hash). What
-    /// a root revocation pins (`sigil chain tails`).
-    pub tails: HashMap<String, (u64, String)>,
-}
 
 struct Run {
     open_nonce: String,
     closed: bool,
 }
 
-/// Verifies a chain file's text. Blank lines are ignored; recorder entries
-/// of types other than `action_receipt` are skipped (their endorsements are
-/// used when `endorsements_from_file`). On failure the error names the line.
-pub fn verify(text: &str, opts: &Options) -> Result<Summary, Error> {
-    verify_with_progress(text, opts, &mut |_, _| {})
-}
-
-/// [`verify`], calling `progress(done, total)` every 4096 receipts.
-pub fn verify_with_progress(
-    text: &str,
-    opts: &Options,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<Summary, Error> {
-    let mut receipts: Vec<(usize, Receipt)> = Vec::new();
-    let mut endorsements: Vec<Endorsement> = Vec::new();
-    let mut push_endorsement = |e: Endorsement| {
-        if !endorsements.contains(&e) {
-            endorsements.push(e);
-        }
-    };
-    for e in &opts.endorsements {
-        push_endorsement(e.clone());
-    }
-    for (n, line) in split_lines(text).into_iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = |e: Error| Error::AtLine {
-            line: n + 1,
-            seq: None,
-            source: Box::new(e),
-        };
-        match receipt::parse_entry(line).map_err(at)? {
-            Entry::Receipt(r) => receipts.push((n + 1, r)),
-            Entry::Other { kind, detail } => {
-                if kind == "rotation_endorsement" && opts.endorsements_from_file {
-                    let d = detail
-                        .and_then(|d| d.as_object().cloned())
-                        .unwrap_or_default();
-                    push_endorsement(Endorsement::from_map(&d).map_err(at)?);
-                }
-            }
-        }
-    }
-    if receipts.is_empty() {
-        return Err(Error::Chain("no receipts found".into()));
-    }
-    for e in &endorsements {
-        e.verify_signature()?;
-    }
-
-    let first_open_session = receipts.iter().find_map(|(_, r)| {
-        open_payload(r).map(|o| {
-            o.get("recorder_session")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        })
-    });
-    let session_id = match (&opts.session_id, endorsements.is_empty()) {
-        (Some(s), _) => Some(s.clone()),
-        (None, true) => first_open_session,
-        (None, false) => Some(first_open_session.unwrap_or_else(|| DEFAULT_SESSION_ID.into())),
-    };
-    if !endorsements.is_empty() {
-        if opts.pinned.is_none() {
-            return Err(Error::Endorsement(
-                "verifying rotations needs a pinned root key".into(),
-            ));
-        }
-        let root_has_open = receipts
-            .iter()
-            .take_while(|(_, r)| !has(r, "key_transition"))
-            .any(|(_, r)| open_payload(r).is_some());
-        if !root_has_open {
-            return Err(Error::Endorsement(
-                "the root segment has no session_open".into(),
-            ));
-        }
-    }
-
-    let mut w = Walk {
-        opts,
-        session_id,
-        endorsements,
-        used: Vec::new(),
-        expected_key: opts
-            .pinned
-            .clone()
-            .unwrap_or_else(|| receipts[0].1.signer_key.clone())
-            .to_lowercase(),
-        prev_hash: String::new(),
-        prev_seq: 0,
-        segment_start: 0,
-        runs: HashMap::new(),
-        active: None,
-        recent: VecDeque::new(),
-        recent_set: HashSet::new(),
-        blocked: HashSet::new(),
-        prev_time: None,
-        through_reached: false,
-        summary: Summary {
-            receipt_count: receipts.len(),
-            final_seq: 0,
-            root_hash: String::new(),
-            start_time: receipts[0].1.str_field("timestamp").to_owned(),
-            end_time: String::new(),
-            segment_keys: Vec::new(),
-            endorsements_used: 0,
-            revoked: Vec::new(),
-            session_id: None,
-            tails: HashMap::new(),
-        },
-    };
-    w.used = vec![false; w.endorsements.len()];
-    w.summary.segment_keys.push(w.expected_key.clone());
-    for (i, (line, r)) in receipts.iter().enumerate() {
-        if i % 4096 == 0 {
-            progress(i, receipts.len());
-        }
-        w.step(i, *line, r).map_err(|e| Error::AtLine {
-            line: *line,
-            seq: r.chain_seq(),
-            source: Box::new(e),
-        })?;
-    }
-    let tail_error = w.end_segment(true).err();
-    if w.used.iter().any(|u| !u) {
-        return Err(Error::Endorsement(
-            "unused rotation endorsement (a boundary is missing: was the chain cut?)".into(),
-        ));
-    }
-    let mut summary = w.summary;
-    summary.endorsements_used = w.used.len();
-    summary.session_id = w.session_id.clone();
-    summary.end_time = receipts[receipts.len() - 1]
-        .1
-        .str_field("timestamp")
-        .to_owned();
-    if !summary.revoked.is_empty() {
-        let list: Vec<String> = summary
-            .revoked
-            .iter()
-            .map(|r| {
-                format!(
-                    "line {} (chain_seq {}, {}: {})",
-                    r.line, r.seq, r.timestamp, r.why
-                )
-            })
-            .collect();
-        let also = tail_error.map(|e| format!("; and {e}")).unwrap_or_default();
-        return Err(Error::Policy(format!(
-            "{} receipt(s) signed by a revoked key that it no longer vouches for: {}{also}",
-            list.len(),
-            list.join(", ")
-        )));
-    }
-    if let Some(e) = tail_error {
-        return Err(e);
-    }
-    Ok(summary)
-}
-
-struct Walk<'a> {
+pub(super) struct Walk<'a> {
     opts: &'a Options,
     session_id: Option<String>,
     endorsements: Vec<Endorsement>,
@@ -273,11 +38,11 @@ struct Walk<'a> {
     summary: Summary,
 }
 
-fn has(r: &Receipt, k: &str) -> bool {
+pub(super) fn has(r: &Receipt, k: &str) -> bool {
     r.action_record.get(k).is_some_and(|v| !v.is_null())
 }
 
-fn open_payload(r: &Receipt) -> Option<&Map<String, Value>> {
+pub(super) fn open_payload(r: &Receipt) -> Option<&Map<String, Value>> {
     let c = r.action_record.get("session_control")?.as_object()?;
     if c.get("kind")?.as_str()? != "session_open" {
         return None;
@@ -301,8 +66,90 @@ fn u(m: &Map<String, Value>, k: &str) -> u64 {
     m.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
-impl Walk<'_> {
-    fn step(&mut self, i: usize, line: usize, r: &Receipt) -> Result<(), Error> {
+impl<'a> Walk<'a> {
+    /// A walk from `first`, the chain's first of `count` receipts.
+    pub(super) fn new(
+        opts: &'a Options,
+        session_id: Option<String>,
+        endorsements: Vec<Endorsement>,
+        first: &Receipt,
+        count: usize,
+    ) -> Walk<'a> {
+        let expected_key = opts
+            .pinned
+            .clone()
+            .unwrap_or_else(|| first.signer_key.clone())
+            .to_lowercase();
+        Walk {
+            opts,
+            session_id,
+            used: vec![false; endorsements.len()],
+            endorsements,
+            prev_hash: String::new(),
+            prev_seq: 0,
+            segment_start: 0,
+            runs: HashMap::new(),
+            active: None,
+            recent: VecDeque::new(),
+            recent_set: HashSet::new(),
+            blocked: HashSet::new(),
+            prev_time: None,
+            through_reached: false,
+            summary: Summary {
+                receipt_count: count,
+                final_seq: 0,
+                root_hash: String::new(),
+                start_time: first.str_field("timestamp").to_owned(),
+                end_time: String::new(),
+                segment_keys: vec![expected_key.clone()],
+                endorsements_used: 0,
+                revoked: Vec::new(),
+                session_id: None,
+                tails: HashMap::new(),
+            },
+            expected_key,
+        }
+    }
+
+    /// Ends the walk after `last`, the chain's last receipt: every
+    /// endorsement used, the last segment sound, no receipt of a revoked
+    /// key beyond what it vouches for.
+    pub(super) fn finish(self, last: &Receipt) -> Result<Summary, Error> {
+        let tail_error = self.end_segment(true).err();
+        if self.used.iter().any(|u| !u) {
+            return Err(Error::Endorsement(
+                "unused rotation endorsement (a boundary is missing: was the chain cut?)".into(),
+            ));
+        }
+        let mut summary = self.summary;
+        summary.endorsements_used = self.used.len();
+        summary.session_id = self.session_id;
+        summary.end_time = last.str_field("timestamp").to_owned();
+        if !summary.revoked.is_empty() {
+            let list: Vec<String> = summary
+                .revoked
+                .iter()
+                .map(|r| {
+                    format!(
+                        "line {} (chain_seq {}, {}: {})",
+                        r.line, r.seq, r.timestamp, r.why
+                    )
+                })
+                .collect();
+            let also = tail_error.map(|e| format!("; and {e}")).unwrap_or_default();
+            return Err(Error::Policy(format!(
+                "{} receipt(s) signed by a revoked key that it no longer vouches for: {}{also}",
+                list.len(),
+                list.join(", ")
+            )));
+        }
+        match tail_error {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
+    }
+
+    pub(super) fn step(&mut self, i: usize, line: usize, r: &Receipt) -> Result<(), Error> {
         let fail = |m: String| Err(Error::Chain(m));
         let seq = match r.chain_seq() {
             Some(s) if r.action_record["chain_seq"].is_u64() => s,
@@ -696,58 +543,4 @@ fn within_window(ts: OffsetDateTime, shown: &str, w: &Window) -> Result<(), Erro
         )));
     }
     Ok(())
-}
-
-/// Splits lines exactly as Python's `str.splitlines()`, which pipelock-verify
-/// uses: a line containing a raw U+0085, U+2028 or U+2029 (valid inside a
-/// JSON string) is broken there too, so sigil reaches the same verdict.
-pub fn split_lines(text: &str) -> Vec<&str> {
-    let mut lines = Vec::new();
-    let mut start = 0;
-    let mut chars = text.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let breaks = matches!(
-            c,
-            '\n' | '\r'
-                | '\u{0b}'
-                | '\u{0c}'
-                | '\u{1c}'
-                | '\u{1d}'
-                | '\u{1e}'
-                | '\u{85}'
-                | '\u{2028}'
-                | '\u{2029}'
-        );
-        if breaks {
-            lines.push(&text[start..i]);
-            let mut end = i + c.len_utf8();
-            if c == '\r' {
-                if let Some(&(j, '\n')) = chars.peek() {
-                    chars.next();
-                    end = j + 1;
-                }
-            }
-            start = end;
-        }
-    }
-    if start < text.len() {
-        lines.push(&text[start..]);
-    }
-    lines
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_lines;
-
-    #[test]
-    fn lines_split_like_python_splitlines() {
-        assert_eq!(split_lines("a\nb\r\nc\rd"), ["a", "b", "c", "d"]);
-        assert_eq!(
-            split_lines("a\u{85}b\u{2028}c\u{2029}d\u{0b}e"),
-            ["a", "b", "c", "d", "e"]
-        );
-        assert_eq!(split_lines("a\n\nb\n"), ["a", "", "b"]);
-        assert_eq!(split_lines(""), Vec::<&str>::new());
-    }
 }
