@@ -76,46 +76,14 @@ fn main() -> ExitCode {
     if args.man {
         return print_man();
     }
-    // cryptoki logs every mechanism type it has no name for at ERROR while
-    // listing a token's mechanisms: noise, not errors.
-    let directives = std::env::var("SIGIL_LOG").unwrap_or_else(|_| "info".into());
-    let filter =
-        tracing_subscriber::EnvFilter::try_new(format!("{directives},cryptoki::mechanism=off"))
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cryptoki::mechanism=off"));
-    // Colour codes only for a person at a terminal: a log file or journal
-    // gets plain text.
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    if args.log_format == "json" {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
-    let mut config = match &args.config {
-        Some(p) => match Config::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("sigild: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => Config::default(),
+    init_logs(&args.log_format);
+    let config = match config_of(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sigild: {e}");
+            return ExitCode::from(2);
+        }
     };
-    if let Some(d) = args.data_dir {
-        config.data_dir = d;
-    }
-    if let Some(a) = args.grpc_listen {
-        config.grpc_listen = a;
-    }
-    if let Some(a) = args.http_listen {
-        config.http_listen = a;
-    }
-    if let Some(h) = args.heartbeat_seconds {
-        config.chains.heartbeat_seconds = h;
-    }
-    config.downgrade_root = args.downgrade_root;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -148,6 +116,49 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Logs to stderr: `json` lines, or plain text (coloured only for a person
+/// at a terminal: a log file or journal gets no colour codes).
+fn init_logs(format: &str) {
+    // cryptoki logs every mechanism type it has no name for at ERROR while
+    // listing a token's mechanisms: noise, not errors.
+    let directives = std::env::var("SIGIL_LOG").unwrap_or_else(|_| "info".into());
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(format!("{directives},cryptoki::mechanism=off"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,cryptoki::mechanism=off"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+}
+
+/// The configuration file (or the embedded default), with the flags that
+/// override it.
+fn config_of(args: &Args) -> Result<Config, sigil_signer::Error> {
+    let mut config = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        config.data_dir = d.clone();
+    }
+    if let Some(a) = args.grpc_listen {
+        config.grpc_listen = a;
+    }
+    if let Some(a) = args.http_listen {
+        config.http_listen = a;
+    }
+    if let Some(h) = args.heartbeat_seconds {
+        config.chains.heartbeat_seconds = h;
+    }
+    config.downgrade_root = args.downgrade_root;
+    Ok(config)
 }
 
 /// Writes sigild.1, generated from the flags above, for packaging.

@@ -87,29 +87,11 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Map<String, Value>, Error> {
             Some(_) => return bad(format!("record.{name}: must be a string")),
         }
     }
-    let field = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
-    if field("target")
-        .to_ascii_lowercase()
-        .starts_with(reserved::TARGET_SCHEME)
-    {
-        return bad(format!(
-            "record.target: {}... is reserved for sigild's own receipts",
-            reserved::TARGET_SCHEME
-        ));
-    }
-    for (member, values) in [
-        ("principal", &reserved::PRINCIPALS[..]),
-        ("actor", &[reserved::ACTOR][..]),
-        ("transport", &reserved::TRANSPORTS[..]),
-    ] {
-        if values.contains(&field(member)) {
-            return bad(format!(
-                "record.{member}: {:?} is reserved for sigild's own receipts",
-                field(member)
-            ));
-        }
-    }
-    let action_type = record["action_type"].as_str().unwrap_or("");
+    check_reserved(&record)?;
+    let action_type = record
+        .get("action_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if !ACTION_TYPES.contains(&action_type) {
         return bad(format!(
             "record.action_type: {action_type:?} is not one of {}",
@@ -134,6 +116,34 @@ pub fn parse(text: &str, limits: &Limits) -> Result<Map<String, Value>, Error> {
         }
     }
     Ok(record)
+}
+
+/// Refuses the members that would make a record pass for one of sigild's
+/// own: its target scheme, principals, actor and transports.
+fn check_reserved(record: &Map<String, Value>) -> Result<(), Error> {
+    let field = |k: &str| record.get(k).and_then(Value::as_str).unwrap_or("");
+    if field("target")
+        .to_ascii_lowercase()
+        .starts_with(reserved::TARGET_SCHEME)
+    {
+        return Err(Error::InvalidArgument(format!(
+            "record.target: {}... is reserved for sigild's own receipts",
+            reserved::TARGET_SCHEME
+        )));
+    }
+    for (member, values) in [
+        ("principal", &reserved::PRINCIPALS[..]),
+        ("actor", &[reserved::ACTOR][..]),
+        ("transport", &reserved::TRANSPORTS[..]),
+    ] {
+        if values.contains(&field(member)) {
+            return Err(Error::InvalidArgument(format!(
+                "record.{member}: {:?} is reserved for sigild's own receipts",
+                field(member)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// NUL bytes and string sizes, at any depth.

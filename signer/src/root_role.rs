@@ -103,6 +103,38 @@ pub enum Imported {
 /// a receipt after it, which every root-pinned verifier would refuse.
 const WINDOW_MARGIN: time::Duration = time::Duration::seconds(5);
 
+/// Refuses a keyset `next` that does not succeed `cur`: a higher
+/// version, `prev` naming `cur`'s hash, and every revocation of `cur` kept.
+fn succeeds(cur: &Signed<Keyset>, next: &Signed<Keyset>) -> Result<(), Error> {
+    let (c, k) = (&cur.signed, &next.signed);
+    if k.version <= c.version {
+        return Err(refused(format!(
+            "keyset v{}: no version increase (keyset v{} is imported)",
+            k.version, c.version
+        )));
+    }
+    let sha = cur
+        .sha256_hex()
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    if k.prev.as_deref() != Some(sha.as_str()) {
+        return Err(refused(format!(
+            "keyset v{}: prev does not name the imported keyset v{} ({sha})",
+            k.version, c.version
+        )));
+    }
+    for (name, v) in c.versions().filter(|(_, v)| v.revoked.is_some()) {
+        if k.find(&v.public_key)
+            .is_none_or(|(_, n)| n.revoked.is_none())
+        {
+            return Err(refused(format!(
+                "keyset v{} drops the revocation of {name}.v{}: revocations never leave a keyset",
+                k.version, v.version
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn refused(m: String) -> Error {
     Error::FailedPrecondition(m)
 }
@@ -247,97 +279,88 @@ impl RootRole {
             .unwrap_or("")
             .to_owned();
         let bad = |e: sigil_proto::Error| Error::InvalidArgument(e.to_string());
-        let now = OffsetDateTime::now_utc();
-        let mut docs = self.docs();
         match kind.as_str() {
-            "sigil.root" => {
-                let r = Signed::<Root>::from_value(doc).map_err(bad)?;
-                let v = r.signed.version;
-                let newest = docs.roots.last().map(|x| x.signed.version).unwrap_or(0);
-                if v <= newest {
-                    return Err(refused(format!(
-                        "root v{v}: no version increase (root v{newest} is imported)"
-                    )));
-                }
-                docs.roots.push(r.clone());
-                let pin = Pin::Root(Box::new(docs.roots[0].clone()));
-                verify_roots(&pin, &docs.roots, now, None).map_err(|e| refused(e.to_string()))?;
-                write_atomic(
-                    &self.dir_ready()?.join(format!("{v}.root.json")),
-                    r.to_json().as_bytes(),
-                )?;
-                self.swap(docs)?;
-                Ok(Imported::Root(v))
-            }
+            "sigil.root" => self.import_root(Signed::<Root>::from_value(doc).map_err(bad)?),
             "sigil.keyset" => {
                 let ks = Signed::<Keyset>::from_value(doc).map_err(bad)?;
-                let Some(root) = docs.roots.last() else {
-                    return Err(refused(
-                        "no root imported yet: import root/1.root.json first".into(),
-                    ));
-                };
-                check_keyset(root, &ks, now).map_err(|e| refused(e.to_string()))?;
-                let k = &ks.signed;
-                if let Some(cur) = &docs.keyset {
-                    let c = &cur.signed;
-                    if k.version <= c.version {
-                        return Err(refused(format!(
-                            "keyset v{}: no version increase (keyset v{} is imported)",
-                            k.version, c.version
-                        )));
-                    }
-                    let sha = cur.sha256_hex().map_err(bad)?;
-                    if k.prev.as_deref() != Some(sha.as_str()) {
-                        return Err(refused(format!(
-                            "keyset v{}: prev does not name the imported keyset v{} ({sha})",
-                            k.version, c.version
-                        )));
-                    }
-                    for (name, v) in c.versions().filter(|(_, v)| v.revoked.is_some()) {
-                        if k.find(&v.public_key)
-                            .is_none_or(|(_, n)| n.revoked.is_none())
-                        {
-                            return Err(refused(format!(
-                                "keyset v{} drops the revocation of {name}.v{}: revocations \
-                                 never leave a keyset",
-                                k.version, v.version
-                            )));
-                        }
-                    }
-                }
-                for (name, v) in k.versions() {
-                    if !generated(name, &v.public_key) {
-                        return Err(refused(format!(
-                            "keyset v{} certifies {name}.v{} with public key {}, which this \
-                             daemon did not generate",
-                            k.version, v.version, v.public_key
-                        )));
-                    }
-                }
-                if let Some(pk) = signing {
-                    if k.find(pk).is_none() {
-                        return Err(refused(format!(
-                            "keyset v{} does not certify the signing version ({pk}): importing \
-                             it would stop every chain; certify it first (sigil keys prepare \
-                             --adopt)",
-                            k.version
-                        )));
-                    }
-                }
-                let v = k.version;
-                let dir = self.dir_ready()?;
-                write_atomic(
-                    &dir.join(format!("keyset.{v}.json")),
-                    ks.to_json().as_bytes(),
-                )?;
-                write_atomic(&dir.join("keyset.json"), ks.to_json().as_bytes())?;
-                self.swap(docs.with_keyset(Some(ks)))?;
-                Ok(Imported::Keyset(v))
+                self.import_keyset(ks, generated, signing)
             }
             other => Err(Error::InvalidArgument(format!(
                 "document: _type {other:?} is neither sigil.root nor sigil.keyset"
             ))),
         }
+    }
+
+    /// A root that follows the newest imported one, signed by both its
+    /// predecessor's threshold and its own.
+    fn import_root(&self, r: Signed<Root>) -> Result<Imported, Error> {
+        let mut docs = self.docs();
+        let v = r.signed.version;
+        let newest = docs.roots.last().map(|x| x.signed.version).unwrap_or(0);
+        if v <= newest {
+            return Err(refused(format!(
+                "root v{v}: no version increase (root v{newest} is imported)"
+            )));
+        }
+        docs.roots.push(r.clone());
+        let pin = Pin::Root(Box::new(docs.roots[0].clone()));
+        verify_roots(&pin, &docs.roots, OffsetDateTime::now_utc(), None)
+            .map_err(|e| refused(e.to_string()))?;
+        write_atomic(
+            &self.dir_ready()?.join(format!("{v}.root.json")),
+            r.to_json().as_bytes(),
+        )?;
+        self.swap(docs)?;
+        Ok(Imported::Root(v))
+    }
+
+    /// A keyset the newest root signs, succeeding the imported one, that
+    /// certifies only keys this daemon generated, the signing one among
+    /// them.
+    fn import_keyset(
+        &self,
+        ks: Signed<Keyset>,
+        generated: impl Fn(&str, &str) -> bool,
+        signing: Option<&str>,
+    ) -> Result<Imported, Error> {
+        let docs = self.docs();
+        let Some(root) = docs.roots.last() else {
+            return Err(refused(
+                "no root imported yet: import root/1.root.json first".into(),
+            ));
+        };
+        check_keyset(root, &ks, OffsetDateTime::now_utc()).map_err(|e| refused(e.to_string()))?;
+        if let Some(cur) = &docs.keyset {
+            succeeds(cur, &ks)?;
+        }
+        let k = &ks.signed;
+        for (name, v) in k.versions() {
+            if !generated(name, &v.public_key) {
+                return Err(refused(format!(
+                    "keyset v{} certifies {name}.v{} with public key {}, which this daemon did \
+                     not generate",
+                    k.version, v.version, v.public_key
+                )));
+            }
+        }
+        if let Some(pk) = signing {
+            if k.find(pk).is_none() {
+                return Err(refused(format!(
+                    "keyset v{} does not certify the signing version ({pk}): importing it would \
+                     stop every chain; certify it first (sigil keys prepare --adopt)",
+                    k.version
+                )));
+            }
+        }
+        let v = k.version;
+        let dir = self.dir_ready()?;
+        write_atomic(
+            &dir.join(format!("keyset.{v}.json")),
+            ks.to_json().as_bytes(),
+        )?;
+        write_atomic(&dir.join("keyset.json"), ks.to_json().as_bytes())?;
+        self.swap(docs.with_keyset(Some(ks)))?;
+        Ok(Imported::Keyset(v))
     }
 
     fn dir_ready(&self) -> Result<&Path, Error> {

@@ -113,6 +113,9 @@ struct Link {
     transition: Option<Box<(String, u64, String)>>,
 }
 
+/// The first line that is not part of the chain (0-based), and why.
+type Bad = Option<(usize, String)>;
+
 /// Rebuilds the tail from `bytes`, the whole lines of a chain file.
 /// `key_of` maps the last receipt's signer to a version of `key_name`.
 pub fn scan(
@@ -122,57 +125,8 @@ pub fn scan(
     key_of: impl Fn(&str) -> Option<ActiveKey>,
 ) -> Result<Scanned, ScanError> {
     let lines = split(bytes);
-    let mut links: Vec<Link> = Vec::new();
-    let mut prev_signer = String::new();
-    // The first line that is not part of the chain, and why.
-    let mut bad: Option<(usize, String)> = None;
-    for (n, line) in lines.iter().enumerate() {
-        if line.text.trim().is_empty() {
-            continue;
-        }
-        let r = match receipt::parse_entry(&line.text) {
-            Ok(Entry::Receipt(r)) => r,
-            // Recorder entries (rotation endorsements) are no link.
-            Ok(Entry::Other { .. }) => continue,
-            Err(e) => {
-                bad = Some((n, format!("line {}: not a receipt: {e}", n + 1)));
-                break;
-            }
-        };
-        match link(links.last(), &prev_signer, &r, n) {
-            Ok(l) => {
-                prev_signer = r.signer_key;
-                links.push(l);
-            }
-            Err(why) => {
-                bad = Some((n, format!("line {}: {why}", n + 1)));
-                break;
-            }
-        }
-    }
-    // The last receipt must verify before anything is appended after it;
-    // one that does not is damage, and the one before it is tried.
-    let last = loop {
-        let Some(l) = links.last() else {
-            break None;
-        };
-        let r = match receipt::parse_entry(&lines[l.line].text) {
-            Ok(Entry::Receipt(r)) => r,
-            _ => {
-                return Err(ScanError::Malformed(format!(
-                    "line {}: unreadable",
-                    l.line + 1
-                )))
-            }
-        };
-        match receipt::verify(&r, None) {
-            Ok(_) => break Some(r),
-            Err(e) => {
-                bad = Some((l.line, format!("line {}: {e}", l.line + 1)));
-                links.pop();
-            }
-        }
-    };
+    let (mut links, mut bad) = follow(&lines);
+    let last = last_valid(&lines, &mut links, &mut bad)?;
     let (Some(last), Some(g)) = (last, links.last()) else {
         return Err(ScanError::Malformed(match bad {
             Some((_, why)) => format!("no valid first receipt: {why}"),
@@ -187,54 +141,134 @@ pub fn scan(
             last.signer_key
         ))
     })?;
+    let (keep_bytes, cut) = what_to_cut(&lines, g, &last, bad)?;
+    let tail = rebuild(&lines, &links, g, key, &last, window);
+    Ok(Scanned {
+        tail,
+        keep_bytes,
+        cut,
+    })
+}
 
+/// Follows the chain from its first line while each receipt links to the
+/// one before it; stops at the first line that does not.
+fn follow(lines: &[Line<'_>]) -> (Vec<Link>, Bad) {
+    let mut links: Vec<Link> = Vec::new();
+    let mut prev_signer = String::new();
+    for (n, line) in lines.iter().enumerate() {
+        if line.text.trim().is_empty() {
+            continue;
+        }
+        let r = match receipt::parse_entry(&line.text) {
+            Ok(Entry::Receipt(r)) => r,
+            // Recorder entries (rotation endorsements) are no link.
+            Ok(Entry::Other { .. }) => continue,
+            Err(e) => {
+                return (
+                    links,
+                    Some((n, format!("line {}: not a receipt: {e}", n + 1))),
+                )
+            }
+        };
+        match link(links.last(), &prev_signer, &r, n) {
+            Ok(l) => {
+                prev_signer = r.signer_key;
+                links.push(l);
+            }
+            Err(why) => return (links, Some((n, format!("line {}: {why}", n + 1)))),
+        }
+    }
+    (links, None)
+}
+
+/// The last receipt must verify before anything is appended after it; one
+/// that does not is damage, and the one before it is tried.
+fn last_valid(
+    lines: &[Line<'_>],
+    links: &mut Vec<Link>,
+    bad: &mut Bad,
+) -> Result<Option<Receipt>, ScanError> {
+    while let Some(l) = links.last() {
+        let Ok(Entry::Receipt(r)) = receipt::parse_entry(&lines[l.line].text) else {
+            return Err(ScanError::Malformed(format!(
+                "line {}: unreadable",
+                l.line + 1
+            )));
+        };
+        match receipt::verify(&r, None) {
+            Ok(_) => return Ok(Some(r)),
+            Err(e) => {
+                *bad = Some((l.line, format!("line {}: {e}", l.line + 1)));
+                links.pop();
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// What follows `g`, the last valid receipt (`last`): nothing; a rotation
+/// endorsement whose boundary was never written (cut); damage at the tail
+/// (moved aside); or damage that later receipts continue past (refused).
+fn what_to_cut(
+    lines: &[Line<'_>],
+    g: &Link,
+    last: &Receipt,
+    bad: Bad,
+) -> Result<(u64, Option<Cut>), ScanError> {
     let total = lines.last().map_or(0, |l| l.end);
-    let kept_end = lines[g.line].end;
     let rest: Vec<(usize, &Line)> = lines
         .iter()
         .enumerate()
         .skip(g.line + 1)
         .filter(|(_, l)| !l.text.trim().is_empty())
         .collect();
-    let (keep_bytes, cut) = match rest.first() {
-        None => (total, None),
-        Some(&(first, _)) if rest.iter().all(|(_, l)| is_endorsement(&l.text)) => {
-            let keep = lines[first - 1].end;
-            let cut = Cut {
-                lines: lines.len() - first,
-                aside: false,
-                reason: format!(
-                    "line {}: a rotation endorsement without its boundary receipt",
-                    first + 1
-                ),
-            };
-            (keep, Some(cut))
-        }
-        Some(&(first, l)) => {
-            let reason = match bad {
-                Some((n, why)) if n == first => why,
-                _ => describe(first, &l.text),
-            };
-            if let Some(why) = continuation(&rest, g, &last) {
-                return Err(ScanError::NotAtTail(format!(
-                    "{reason}; but {why}: the damage is not at the tail, and receipts after \
-                     it may have been acknowledged, so sigild cuts nothing; repair the file or \
-                     move it aside, then restart sigild"
-                )));
-            }
-            let cut = Cut {
-                lines: lines.len() - g.line - 1,
-                aside: true,
-                reason,
-            };
-            (kept_end, Some(cut))
-        }
+    let Some(&(first, l)) = rest.first() else {
+        return Ok((total, None));
     };
+    if rest.iter().all(|(_, l)| is_endorsement(&l.text)) {
+        let cut = Cut {
+            lines: lines.len() - first,
+            aside: false,
+            reason: format!(
+                "line {}: a rotation endorsement without its boundary receipt",
+                first + 1
+            ),
+        };
+        return Ok((lines[first - 1].end, Some(cut)));
+    }
+    let reason = match bad {
+        Some((n, why)) if n == first => why,
+        _ => describe(first, &l.text),
+    };
+    if let Some(why) = continuation(&rest, g, last) {
+        return Err(ScanError::NotAtTail(format!(
+            "{reason}; but {why}: the damage is not at the tail, and receipts after it may \
+             have been acknowledged, so sigild cuts nothing; repair the file or move it aside, \
+             then restart sigild"
+        )));
+    }
+    let cut = Cut {
+        lines: lines.len() - g.line - 1,
+        aside: true,
+        reason,
+    };
+    Ok((lines[g.line].end, Some(cut)))
+}
 
+/// The tail after the valid chain `links`, whose last link is `g` and
+/// last receipt `last`, signed by `key`.
+fn rebuild(
+    lines: &[Line<'_>],
+    links: &[Link],
+    g: &Link,
+    key: ActiveKey,
+    last: &Receipt,
+    window: usize,
+) -> Tail {
     let mut tail = Tail::new(key, g.hash.clone(), window);
     tail.seq = g.seq;
     tail.last_time = timestamp::parse(last.str_field("timestamp")).ok();
-    for l in &links {
+    for l in links {
         if let Some(t) = &l.transition {
             tail.ended.insert(t.0.clone(), (t.1, t.2.clone()));
         }
@@ -250,11 +284,7 @@ pub fn scan(
             tail.remember(r.str_field("action_id"), r.str_field("decision_phase"));
         }
     }
-    Ok(Scanned {
-        tail,
-        keep_bytes,
-        cut,
-    })
+    tail
 }
 
 /// Links `r`, on 0-based line `n`, to `prev` (signed by `prev_signer`), or

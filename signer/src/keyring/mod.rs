@@ -11,14 +11,10 @@
 //! receipts, so rolling back is never an option.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use serde::{Deserialize, Serialize};
 use sigil_keys::{Backend, KeyError, KeyId};
-use sigil_proto::directory::{
-    endorsement_digest, Directory, DirectorySignature, KeyEntry, KeyState, Purpose, Through,
-    USE_DIGEST, USE_MEDIATION,
-};
+use sigil_proto::directory::{endorsement_digest, Directory, KeyEntry, KeyState, Through};
 use sigil_proto::timestamp;
 
 use crate::counters::Counters;
@@ -26,36 +22,11 @@ use crate::root_role::RootRole;
 use crate::store::write_atomic;
 use crate::Error;
 
+mod directory;
 mod offline;
+mod records;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Record {
-    #[serde(flatten)]
-    entry: KeyEntry,
-    /// Generated for a rotation whose boundaries are not all written yet.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pending: bool,
-    /// Revoked, and the revocation receipts are not on every chain yet.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    revocation_pending: bool,
-    /// The label namespace the key was generated in (`None`: before
-    /// namespaces, label `sigil.<name>.v<N>`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    namespace: Option<String>,
-}
-
-#[derive(Default, Serialize, Deserialize)]
-struct File {
-    /// This data dir's label namespace, chosen at random on first use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    namespace: Option<String>,
-    /// Labels whose generation began and was not recorded: only these may
-    /// be adopted from the backend (a crash between generating and
-    /// recording); any other existing label belongs to someone else.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    generating: Vec<String>,
-    keys: Vec<Record>,
-}
+use records::{key_of, Begin, File, Record};
 
 /// A key version that signs (or signed) receipts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,7 +129,7 @@ impl Keyring {
     /// Creates key name `name` (version 1). Fails if it exists. Blocking.
     pub fn create(&self, name: &str) -> Result<ActiveKey, Error> {
         KeyId::new(name, 1)?;
-        if self.read()?.iter().any(|r| r.entry.name == name) {
+        if self.read().iter().any(|r| r.entry.name == name) {
             return Err(Error::AlreadyExists(format!(
                 "key: {name:?} already exists"
             )));
@@ -191,15 +162,15 @@ impl Keyring {
         endorser: Option<&ActiveKey>,
         standby: bool,
     ) -> Result<ActiveKey, Error> {
-        let namespace = self.lock_meta()?.namespace.clone();
+        let namespace = self.lock_meta().namespace.clone();
         let id = KeyId::new(name, version)?.in_namespace(&namespace)?;
         let label = id.label();
         // Adopt an existing object only when this data dir recorded that it
         // began generating it (a crash before the record); any other is
         // someone else's key (another sigild on the token) and is refused.
-        let resumed = self.lock_meta()?.generating.contains(&label);
+        let resumed = self.lock_meta().generating.contains(&label);
         if !resumed {
-            self.lock_meta()?.generating.push(label.clone());
+            self.lock_meta().generating.push(label.clone());
             self.persist(|_| {})?;
         }
         let public = match self.backend.generate(&id) {
@@ -209,7 +180,7 @@ impl Keyring {
                 .find(&id)?
                 .ok_or_else(|| Error::Internal(format!("{id} exists yet cannot be found")))?,
             Err(e) => {
-                self.lock_meta()?.generating.retain(|l| l != &label);
+                self.lock_meta().generating.retain(|l| l != &label);
                 self.persist(|_| {})?;
                 return Err(match e {
                     KeyError::AlreadyExists { .. } => Error::AlreadyExists(format!(
@@ -250,7 +221,7 @@ impl Keyring {
             revocation_pending: false,
             namespace: Some(namespace),
         };
-        self.lock_meta()?.generating.retain(|l| l != &label);
+        self.lock_meta().generating.retain(|l| l != &label);
         self.update(|records| records.push(record))?;
         tracing::info!(key = %id, public_key = %public.to_hex(), backend = custody.backend, "generated key");
         Ok(ActiveKey {
@@ -262,18 +233,12 @@ impl Keyring {
     /// The version of `name` that signs now: the newest active one
     /// (a pending successor signs as soon as it is recorded).
     pub fn signing_key(&self, name: &str) -> Option<ActiveKey> {
-        let records = self.records.read().ok()?;
-        records
-            .iter()
-            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
-            .max_by_key(|r| r.entry.version)
-            .and_then(key_of)
+        records::signing(&self.read(), name)
     }
 
     /// The version of `name` with this public key, in any state.
     pub fn version_with(&self, name: &str, public_hex: &str) -> Option<ActiveKey> {
-        let records = self.records.read().ok()?;
-        records
+        self.read()
             .iter()
             .find(|r| r.entry.name == name && r.entry.public_key == public_hex)
             .and_then(key_of)
@@ -283,102 +248,44 @@ impl Keyring {
     /// signs chains, ledgers and the directory, and nothing else.
     pub fn signs_chains(&self, public_hex: &str) -> bool {
         self.read()
-            .map(|r| {
-                r.iter()
-                    .any(|r| r.entry.name == self.directory_key && r.entry.public_key == public_hex)
-            })
-            .unwrap_or(true)
+            .iter()
+            .any(|r| r.entry.name == self.directory_key && r.entry.public_key == public_hex)
     }
 
     /// Key names with a rotation begun and not finished.
     pub fn pending_rotations(&self) -> Vec<String> {
-        self.read()
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r.pending)
-                    .map(|r| r.entry.name.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        records::pending_rotations(&self.read())
     }
 
     /// Revocations not yet recorded on every chain.
     pub fn pending_revocations(&self) -> Vec<Revoked> {
-        self.read()
-            .map(|records| {
-                records
-                    .iter()
-                    .filter(|r| r.revocation_pending)
-                    .filter_map(revoked_of)
-                    .collect()
-            })
-            .unwrap_or_default()
+        records::pending_revocations(&self.read())
     }
 
     /// Starts a rotation of `name`: generates the successor of its signing
     /// version and records it, pending. Resumes one already begun.
     /// Returns (predecessor, successor). Blocking.
     pub fn begin_rotation(&self, name: &str) -> Result<(ActiveKey, ActiveKey), Error> {
-        let records = self.read()?;
-        let mut active: Vec<&Record> = records
-            .iter()
-            .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
-            .collect();
-        active.sort_by_key(|r| r.entry.version);
-        let (old, pending) = match active.as_slice() {
-            [] => {
-                return Err(Error::NotFound(format!(
-                    "key: no active key named {name:?}"
-                )))
-            }
-            [.., prev, last] if last.pending => (key_of(prev), Some(key_of(last))),
-            [.., last] => (key_of(last), None),
-        };
-        let next_version = records
-            .iter()
-            .filter(|r| r.entry.name == name)
-            .map(|r| r.entry.version)
-            .max()
-            .unwrap_or(0)
-            + 1;
-        drop(records);
-        let old =
-            old.ok_or_else(|| Error::Corrupt(format!("key record of {name} is malformed")))?;
-        if let Some(Some(new)) = pending {
-            return Ok((old, new));
-        }
-        if name == self.directory_key && self.root.required() {
+        let begun = records::begin(&self.read(), name)?;
+        match begun {
+            Begin::Resume { old, new } => Ok((old, new)),
             // Strict activation: only a version the root certified in
             // advance may take over; none is generated here.
-            let new = self.activate_standby(name)?;
-            return Ok((old, new));
+            Begin::Next { old, .. } if name == self.directory_key && self.root.required() => {
+                Ok((old, self.activate_standby(name)?))
+            }
+            Begin::Next { old, version } => {
+                let new = self.generate_version(name, version, Some(&old), false)?;
+                Ok((old, new))
+            }
         }
-        let new = self.generate_version(name, next_version, Some(&old), false)?;
-        Ok((old, new))
     }
 
     /// Completes a rotation once every chain has its boundary: the pending
     /// version becomes plainly active, the older active ones retired.
     pub fn finish_rotation(&self, name: &str) -> Result<(), Error> {
         let now = timestamp::now();
-        self.update(|records| {
-            let Some(newest) = records
-                .iter()
-                .filter(|r| r.entry.name == name && r.entry.state == KeyState::Active)
-                .map(|r| r.entry.version)
-                .max()
-            else {
-                return;
-            };
-            for r in records.iter_mut().filter(|r| r.entry.name == name) {
-                if r.entry.version == newest {
-                    r.pending = false;
-                } else if r.entry.state == KeyState::Active {
-                    r.entry.state = KeyState::Retired;
-                    r.entry.retired = Some(now.clone());
-                }
-            }
-        })
+        self.update(|records| records::finish_rotation(records, name, &now))
     }
 
     /// Checks a revocation request without changing anything: the version
@@ -390,26 +297,7 @@ impl Keyring {
         reason: &str,
         compromised_since: &str,
     ) -> Result<(), Error> {
-        if !self
-            .read()?
-            .iter()
-            .any(|r| r.entry.name == name && r.entry.version == version)
-        {
-            return Err(Error::NotFound(format!(
-                "key: {name} has no version {version}"
-            )));
-        }
-        if !timestamp::is_canonical(compromised_since) {
-            return Err(Error::InvalidArgument(format!(
-                "compromised_since: {compromised_since:?} must be UTC RFC 3339 (e.g. 2026-11-22T10:00:00Z)"
-            )));
-        }
-        if reason.trim().is_empty() || reason.len() > 1024 {
-            return Err(Error::InvalidArgument(
-                "reason: required, at most 1024 bytes".into(),
-            ));
-        }
-        Ok(())
+        records::check_revocation(&self.read(), name, version, reason, compromised_since)
     }
 
     /// Records the revocation of `name` version `version` (the caller has
@@ -426,18 +314,7 @@ impl Keyring {
         let now = timestamp::now();
         let mut found = None;
         self.update(|records| {
-            if let Some(r) = records
-                .iter_mut()
-                .find(|r| r.entry.name == name && r.entry.version == version)
-            {
-                r.entry.state = KeyState::Revoked;
-                r.entry.revoked = Some(now.clone());
-                r.entry.compromised_since = Some(compromised_since.to_owned());
-                r.entry.reason = Some(reason.to_owned());
-                r.pending = false;
-                r.revocation_pending = true;
-                found = revoked_of(r);
-            }
+            found = records::revoke(records, name, version, reason, compromised_since, &now);
         })?;
         found.ok_or_else(|| Error::NotFound(format!("key: {name} has no version {version}")))
     }
@@ -445,20 +322,12 @@ impl Keyring {
     /// Marks a revocation as written on every chain, with where it took
     /// effect on each chain the version signed.
     pub fn revocation_recorded(&self, key: &KeyId, through: Vec<Through>) -> Result<(), Error> {
-        self.update(|records| {
-            for r in records.iter_mut() {
-                if r.entry.name == key.name() && r.entry.version == key.version() {
-                    r.revocation_pending = false;
-                    r.entry.through = Some(through.clone());
-                }
-            }
-        })
+        self.update(|records| records::revocation_recorded(records, key, &through))
     }
 
     /// When `key` started signing.
     pub fn activated(&self, key: &KeyId) -> Option<String> {
-        let records = self.records.read().ok()?;
-        records
+        self.read()
             .iter()
             .find(|r| r.entry.name == key.name() && r.entry.version == key.version())
             .and_then(|r| r.entry.activated.clone())
@@ -468,10 +337,7 @@ impl Keyring {
     /// version, for metrics.
     pub fn active_stats(&self, counters: &Counters) -> Vec<(String, u64, f64)> {
         let now = time::OffsetDateTime::now_utc();
-        let Ok(records) = self.read() else {
-            return Vec::new();
-        };
-        records
+        self.read()
             .iter()
             .filter(|r| r.entry.state == KeyState::Active)
             .filter_map(|r| {
@@ -488,78 +354,18 @@ impl Keyring {
             .collect()
     }
 
-    /// The published (signed) directory.
-    pub fn directory(&self) -> Directory {
-        self.published.read().map(|d| d.clone()).unwrap_or_default()
+    // Lock poisoning: the records and the directory are only ever
+    // replaced whole, and the meta changed in single steps, so a panic
+    // elsewhere cannot leave them half-changed; every lock of the keyring
+    // reads through poison rather than failing (or silently answering
+    // "no such key") differently at each call site.
+
+    fn lock_meta(&self) -> std::sync::MutexGuard<'_, Meta> {
+        self.meta.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Rebuilds and signs the directory: signing versions first, then the
-    /// rest, newest first. Blocking (a token signature).
-    pub fn publish(&self) -> Result<(), Error> {
-        let mut keys: Vec<KeyEntry> = self
-            .read()?
-            .iter()
-            .filter(|r| r.entry.state != KeyState::Standby)
-            .map(|r| {
-                let mut e = r.entry.clone();
-                if e.name == self.directory_key {
-                    e.purpose = Some(Purpose::Chain);
-                    e.use_ = USE_MEDIATION.into();
-                } else {
-                    e.purpose = Some(Purpose::Digest);
-                    e.use_ = USE_DIGEST.into();
-                }
-                e
-            })
-            .collect();
-        keys.sort_by(|a, b| {
-            let rank = |k: &KeyEntry| (k.state != KeyState::Active, k.name != self.directory_key);
-            (rank(a), &a.name, std::cmp::Reverse(a.version)).cmp(&(
-                rank(b),
-                &b.name,
-                std::cmp::Reverse(b.version),
-            ))
-        });
-        let mut dir = Directory {
-            keys,
-            signed_at: Some(timestamp::now()),
-            signature: None,
-            trust: None,
-        };
-        // Under a required root a version outside what the keyset allows
-        // signs no directory either: it goes out unsigned (verifiers then
-        // refuse it: fail closed).
-        let signer = self
-            .signing_key(&self.directory_key)
-            .filter(|k| self.may_sign(k).is_ok());
-        if let Some(signer) = signer {
-            let digest = dir
-                .signing_digest()
-                .map_err(|e| Error::Internal(format!("directory: {e}")))?;
-            let sig = self.backend.sign(&signer.id, &digest)?;
-            dir.signature = Some(DirectorySignature {
-                keyid: signer.id.to_string(),
-                value: sigil_proto::sig::encode(&sig.0),
-            });
-            dir.trust = self.statement(&dir, &signer)?;
-        }
-        *self
-            .published
-            .write()
-            .map_err(|_| Error::Internal("directory lock poisoned".into()))? = dir;
-        Ok(())
-    }
-
-    fn lock_meta(&self) -> Result<std::sync::MutexGuard<'_, Meta>, Error> {
-        self.meta
-            .lock()
-            .map_err(|_| Error::Internal("key records lock poisoned".into()))
-    }
-
-    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Vec<Record>>, Error> {
-        self.records
-            .read()
-            .map_err(|_| Error::Internal("key records lock poisoned".into()))
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Record>> {
+        self.records.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Changes the records: writes keys.json durably, then swaps them in.
@@ -575,14 +381,11 @@ impl Keyring {
     /// the directory does not show (generation intents).
     fn persist(&self, f: impl FnOnce(&mut Vec<Record>)) -> Result<(), Error> {
         {
-            let _one_writer = self
-                .updating
-                .lock()
-                .map_err(|_| Error::Internal("key records lock poisoned".into()))?;
-            let mut next = self.read()?.clone();
+            let _one_writer = self.updating.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut next = self.read().clone();
             f(&mut next);
             let (namespace, generating) = {
-                let m = self.lock_meta()?;
+                let m = self.lock_meta();
                 (Some(m.namespace.clone()), m.generating.clone())
             };
             let text = serde_json::to_vec_pretty(&File {
@@ -592,32 +395,8 @@ impl Keyring {
             })
             .map_err(|e| Error::Internal(e.to_string()))?;
             write_atomic(&self.path, &text)?;
-            *self
-                .records
-                .write()
-                .map_err(|_| Error::Internal("key records lock poisoned".into()))? = next;
+            *self.records.write().unwrap_or_else(PoisonError::into_inner) = next;
         }
         Ok(())
     }
-}
-
-fn key_of(r: &Record) -> Option<ActiveKey> {
-    let id = KeyId::new(&r.entry.name, r.entry.version).ok()?;
-    let id = match &r.namespace {
-        Some(ns) => id.in_namespace(ns).ok()?,
-        None => id,
-    };
-    Some(ActiveKey {
-        id,
-        public_hex: r.entry.public_key.clone(),
-    })
-}
-
-fn revoked_of(r: &Record) -> Option<Revoked> {
-    Some(Revoked {
-        key: key_of(r)?,
-        revoked_at: r.entry.revoked.clone()?,
-        compromised_since: r.entry.compromised_since.clone()?,
-        reason: r.entry.reason.clone().unwrap_or_default(),
-    })
 }

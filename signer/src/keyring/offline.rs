@@ -46,24 +46,18 @@ impl Keyring {
     /// Certified standby versions of `name` ready to take over.
     pub fn standby_versions(&self, name: &str) -> usize {
         self.read()
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
-                    .filter(|r| self.root.certified(&r.entry.public_key))
-                    .count()
-            })
-            .unwrap_or(0)
+            .iter()
+            .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
+            .filter(|r| self.root.certified(&r.entry.public_key))
+            .count()
     }
 
     /// Every standby version of `name`, certified or not.
     pub fn standby_total(&self, name: &str) -> u32 {
         self.read()
-            .map(|r| {
-                r.iter()
-                    .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
-                    .count()
-            })
-            .unwrap_or(0)
+            .iter()
+            .filter(|r| r.entry.state == KeyState::Standby && r.entry.name == name)
+            .count()
             .try_into()
             .unwrap_or(u32::MAX)
     }
@@ -84,7 +78,7 @@ impl Keyring {
 
     /// Makes the lowest certified standby of `name` the pending successor.
     pub(super) fn activate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
-        let records = self.read()?;
+        let records = self.read();
         let now = OffsetDateTime::now_utc();
         let Some(next) = records
             .iter()
@@ -106,16 +100,7 @@ impl Keyring {
         let version = next.entry.version;
         drop(records);
         let now = timestamp::now();
-        self.update(|records| {
-            for r in records
-                .iter_mut()
-                .filter(|r| r.entry.name == name && r.entry.version == version)
-            {
-                r.entry.state = KeyState::Active;
-                r.pending = true;
-                r.entry.activated = Some(now.clone());
-            }
-        })?;
+        self.update(|records| super::records::activate(records, name, version, &now))?;
         tracing::info!(key = %key.id, "standby version activated");
         Ok(key)
     }
@@ -138,48 +123,50 @@ impl Keyring {
             )));
         };
         for _ in 0..count {
-            let (prev, next) = {
-                let records = self.read()?;
-                let newest = records
-                    .iter()
-                    .filter(|r| r.entry.name == name)
-                    .max_by_key(|r| r.entry.version)
-                    .ok_or_else(|| Error::NotFound(format!("key: no key named {name:?}")))?;
-                // The legacy endorsement comes from the version before; a
-                // revoked one may be gone from the token (and vouches for
-                // nothing): the standby then goes without it.
-                let prev = (newest.entry.state != KeyState::Revoked)
-                    .then(|| key_of(newest))
-                    .flatten();
-                (prev, newest.entry.version + 1)
-            };
-            self.generate_version(name, next, prev.as_ref(), true)?;
+            self.generate_standby(name)?;
         }
-        let records = self.read()?.clone();
-        let requested = |r: &Record| RequestedVersion {
-            version: r.entry.version,
-            public_key: r.entry.public_key.clone(),
-            custody: Custody {
-                backend: r.entry.backend.clone(),
-                token: String::new(),
-                non_extractable: r.entry.non_extractable,
-                attestation: None,
-            },
-            created: r.entry.created.clone(),
-            activated: r.entry.activated.clone(),
-            retired: r.entry.retired.clone(),
-            revoked: r.entry.revoked.clone(),
-            compromised_since: r.entry.compromised_since.clone(),
+        let doc = self.request(name, signing)?;
+        let text = doc.to_json();
+        let dir = self.path.with_file_name("root").join("requests");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        write_atomic(&dir.join(request_file_name(&doc.signed)), text.as_bytes())?;
+        Ok(text)
+    }
+
+    /// Generates the next version of `name` as a standby, endorsed (for
+    /// older verifiers) by the version before it; a revoked one may be gone
+    /// from the token and vouches for nothing, so the standby then goes
+    /// without.
+    fn generate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
+        let (prev, next) = {
+            let records = self.read();
+            let newest = records
+                .iter()
+                .filter(|r| r.entry.name == name)
+                .max_by_key(|r| r.entry.version)
+                .ok_or_else(|| Error::NotFound(format!("key: no key named {name:?}")))?;
+            let prev = (newest.entry.state != KeyState::Revoked)
+                .then(|| key_of(newest))
+                .flatten();
+            (prev, newest.entry.version + 1)
         };
+        self.generate_version(name, next, prev.as_ref(), true)
+    }
+
+    /// The request for the officers: the standbys of `name` not yet
+    /// certified and its history, signed by each new key (proof of
+    /// possession) and by `signing`.
+    fn request(&self, name: &str, signing: ActiveKey) -> Result<Signed<Request>, Error> {
+        let records = self.read().clone();
         let mut mine: Vec<&Record> = records.iter().filter(|r| r.entry.name == name).collect();
         mine.sort_by_key(|r| r.entry.version);
-        let new: Vec<&Record> = mine
+        let (new, history): (Vec<&Record>, Vec<&Record>) = mine
             .iter()
-            .copied()
             .filter(|r| {
-                r.entry.state == KeyState::Standby && !self.root.certified(&r.entry.public_key)
+                r.entry.state != KeyState::Standby || !self.root.certified(&r.entry.public_key)
             })
-            .collect();
+            .partition(|r| r.entry.state == KeyState::Standby);
         let (deployment, keyset_version, keyset_sha256) = self.root.current();
         let body = Request {
             type_: "sigil.request".into(),
@@ -190,11 +177,7 @@ impl Keyring {
             keyset_version,
             keyset_sha256,
             new: new.iter().map(|r| requested(r)).collect(),
-            history: mine
-                .iter()
-                .filter(|r| r.entry.state != KeyState::Standby)
-                .map(|r| requested(r))
-                .collect(),
+            history: history.iter().map(|r| requested(r)).collect(),
         };
         let internal = |e: sigil_proto::Error| Error::Internal(format!("request: {e}"));
         let mut doc = Signed::new(body).map_err(internal)?;
@@ -205,25 +188,13 @@ impl Keyring {
             let pk = public_bytes(&k.public_hex)?;
             doc.add_signature(&pk, &sig.0);
         }
-        let text = doc.to_json();
-        let dir = self.path.with_file_name("root").join("requests");
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        // Named by time and by the newest version asked for: two requests
-        // in one second do not overwrite each other.
-        let newest = doc.signed.new.last().map(|v| v.version).unwrap_or(0);
-        let file = dir.join(format!(
-            "{}-{name}.v{newest}.request.json",
-            doc.signed.requested_at.replace(':', "")
-        ));
-        write_atomic(&file, text.as_bytes())?;
-        Ok(text)
+        Ok(doc)
     }
 
     /// Imports a root or keyset document (checked as a verifier would, plus
     /// the daemon's guards) and re-publishes the directory. Blocking.
     pub fn import(&self, text: &str) -> Result<Imported, Error> {
-        let records = self.read()?.clone();
+        let records = self.read().clone();
         let generated = |name: &str, pk: &str| {
             records
                 .iter()
@@ -238,10 +209,7 @@ impl Keyring {
     /// Versions of `name` that the imported keyset revokes and the records
     /// do not yet: (version, reason, compromised_since).
     pub fn root_revocations(&self, name: &str) -> Vec<(u32, String, String)> {
-        let Ok(records) = self.read() else {
-            return Vec::new();
-        };
-        records
+        self.read()
             .iter()
             .filter(|r| r.entry.name == name && r.entry.state != KeyState::Revoked)
             .filter_map(|r| {
@@ -314,4 +282,34 @@ fn public_bytes(hex_key: &str) -> Result<[u8; 32], Error> {
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| Error::Corrupt(format!("public key {hex_key} is not 32 bytes of hex")))
+}
+
+/// A version as a request shows it.
+fn requested(r: &Record) -> RequestedVersion {
+    RequestedVersion {
+        version: r.entry.version,
+        public_key: r.entry.public_key.clone(),
+        custody: Custody {
+            backend: r.entry.backend.clone(),
+            token: String::new(),
+            non_extractable: r.entry.non_extractable,
+            attestation: None,
+        },
+        created: r.entry.created.clone(),
+        activated: r.entry.activated.clone(),
+        retired: r.entry.retired.clone(),
+        revoked: r.entry.revoked.clone(),
+        compromised_since: r.entry.compromised_since.clone(),
+    }
+}
+
+/// A request's file name, by its time and the newest version it asks for:
+/// two requests in one second do not overwrite each other.
+fn request_file_name(r: &Request) -> String {
+    let newest = r.new.last().map_or(0, |v| v.version);
+    format!(
+        "{}-{}.v{newest}.request.json",
+        r.requested_at.replace(':', ""),
+        r.name
+    )
 }
