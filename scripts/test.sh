@@ -35,4 +35,5 @@ cargo fmt --all -- --check
 # Every backend is a cargo feature; the tests build and run them all.
 cargo build --workspace --bins --locked --all-features
 cargo clippy --workspace --all-targets --locked --all-features -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --all-features
 cargo test --workspace --locked --all-features "$@"

@@ -8,7 +8,7 @@ use clap_complete::Shell;
 use sigil_client::ClientError;
 
 /// Writes `shell`'s completion script for `cmd` to standard output.
-pub fn completions(mut cmd: clap::Command, shell: Shell) -> Result<(), ClientError> {
+pub(crate) fn completions(mut cmd: clap::Command, shell: Shell) -> Result<(), ClientError> {
     let name = cmd.get_name().to_owned();
     let mut buf = Vec::new();
     clap_complete::generate(shell, &mut cmd, name, &mut buf);
@@ -24,7 +24,7 @@ pub fn completions(mut cmd: clap::Command, shell: Shell) -> Result<(), ClientErr
 
 /// Writes `NAME.1` for `cmd` and `NAME-SUB.1` for each visible subcommand,
 /// at every depth, into `dir`; returns the files written.
-pub fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
+pub(crate) fn man_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, ClientError> {
     std::fs::create_dir_all(dir).map_err(|source| ClientError::Io {
         what: format!("creating {}", dir.display()),
         source,

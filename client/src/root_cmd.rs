@@ -10,7 +10,7 @@ use sigil_root::{Placed, RootDir, RootToken};
 use crate::read;
 
 #[derive(Subcommand)]
-pub enum RootCommand {
+pub(crate) enum RootCommand {
     /// Generate sigil.root.v1 in each officer's token and write root 1,
     /// signed by every key; prints the pins verifiers use.
     Init {
@@ -140,7 +140,7 @@ fn placed(p: Placed) -> String {
 }
 
 /// Runs one ceremony step.
-pub fn run(cmd: RootCommand) -> Result<(), ClientError> {
+pub(crate) fn run(cmd: RootCommand) -> Result<(), ClientError> {
     let out = match cmd {
         RootCommand::Init {
             dir,

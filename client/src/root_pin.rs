@@ -12,7 +12,7 @@ use sigil_proto::root::trust::{self, Material, Pin, Verified};
 use sigil_proto::root::{Keyset, Root, Signed};
 
 /// The root pin as given on the command line.
-pub struct RootPin<'a> {
+pub(crate) struct RootPin<'a> {
     /// `--root-key` values.
     pub keys: &'a [String],
     /// `--root-threshold`.
@@ -23,12 +23,12 @@ pub struct RootPin<'a> {
 
 impl RootPin<'_> {
     /// True when the command line pins an offline root.
-    pub fn given(&self) -> bool {
+    pub(crate) fn given(&self) -> bool {
         !self.keys.is_empty() || self.root_file.is_some()
     }
 
     /// The pin, or a usage error.
-    pub fn pin(&self) -> Result<Pin, String> {
+    pub(crate) fn pin(&self) -> Result<Pin, String> {
         if let Some(f) = self.root_file {
             if !self.keys.is_empty() {
                 return Err("give --root FILE or --root-key, not both".into());
@@ -69,7 +69,7 @@ impl RootPin<'_> {
 /// Walks the trust material (the directory's `trust` member, or `--trust`
 /// files) from the pin at `at`; with `state`, refuses anything older than
 /// seen before and remembers what was accepted.
-pub fn verify(
+pub(crate) fn verify(
     pin: &Pin,
     deployment: Option<&str>,
     directory: Option<&str>,
@@ -146,7 +146,7 @@ pub fn verify(
 }
 
 /// `ROOT v2 (2 of 3) KEYSET v7 DIRECTORY <signed_at>`.
-pub fn describe(v: &Verified, at: Option<&str>) -> String {
+pub(crate) fn describe(v: &Verified, at: Option<&str>) -> String {
     let (rv, m, n) = v.root;
     let mut s = format!("ROOT v{rv} ({m} of {n}) KEYSET v{}", v.keyset_version);
     match &v.statement_signed_at {

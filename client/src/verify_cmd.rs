@@ -15,16 +15,16 @@ use sigil_proto::lineage::{Freshness, HighWater, Lineage};
 use crate::root_pin::{self, RootPin};
 
 /// Exit codes shared with Pipelock's verifier.
-pub const VALID: u8 = 0;
+pub(crate) const VALID: u8 = 0;
 /// The receipt or chain is not valid.
-pub const INVALID: u8 = 1;
+pub(crate) const INVALID: u8 = 1;
 /// The verification could not run (unreadable file, unreachable directory).
-pub const RUNTIME: u8 = 2;
+pub(crate) const RUNTIME: u8 = 2;
 /// The command line is wrong.
-pub const USAGE: u8 = 64;
+pub(crate) const USAGE: u8 = 64;
 
 #[derive(Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// Refuse receipts older than this many hours.
     #[arg(long)]
     max_age_hours: Option<i64>,
@@ -46,7 +46,7 @@ pub struct PolicyArgs {
 
 /// Where trust comes from. One of --key, --directory or --unpinned is required.
 #[derive(Args)]
-pub struct AnchorArgs {
+pub(crate) struct AnchorArgs {
     /// Pinned root key, 64 hex characters: the chain's first signer, or the
     /// receipt's signer. With --directory: the root its lineage is walked
     /// from, and every version of that lineage is accepted.
@@ -94,7 +94,7 @@ pub struct AnchorArgs {
 }
 
 #[derive(Subcommand)]
-pub enum VerifyCommand {
+pub(crate) enum VerifyCommand {
     /// Verify one receipt.
     Receipt {
         /// Receipt file.
@@ -160,7 +160,7 @@ impl Verdict {
 }
 
 /// Runs `sigil verify`; returns the exit code.
-pub async fn run(cmd: VerifyCommand) -> u8 {
+pub(crate) async fn run(cmd: VerifyCommand) -> u8 {
     let (file, anchor, policy_args, broken) = match &cmd {
         VerifyCommand::Receipt {
             file,
@@ -463,7 +463,7 @@ async fn read_directory(src: &str) -> Result<String, (u8, String)> {
 }
 
 /// Replaces the state file atomically (write, fsync, rename).
-pub fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
+pub(crate) fn write_state(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::File::create(&tmp)?;

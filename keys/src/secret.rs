@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 use crate::KeyError;
 
 /// Longest secret accepted, in bytes.
-pub const MAX_SECRET: usize = 255;
+pub(crate) const MAX_SECRET: usize = 255;
 
 /// A PIN or password source.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -207,7 +207,7 @@ impl KeyEntry {
 impl Directory {
     /// Parses a directory document (strict JSON).
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let v = json::parse(text).map_err(|e| Error::Directory(e.to_string()))?;
+        let v = json::parse(text).map_err(Error::Directory)?;
         serde_json::from_value(v).map_err(|e| Error::Directory(e.to_string()))
     }
 

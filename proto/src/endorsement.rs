@@ -75,7 +75,7 @@ impl Endorsement {
         if text.len() > MAX_LEN {
             return Err(Error::Endorsement("larger than 64 KiB".into()));
         }
-        let v = json::parse(text).map_err(|e| Error::Endorsement(e.to_string()))?;
+        let v = json::parse(text).map_err(Error::Endorsement)?;
         match v {
             Value::Object(m) => Self::from_map(&m),
             _ => Err(Error::Endorsement("must be a JSON object".into())),

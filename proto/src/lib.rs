@@ -10,6 +10,10 @@
 //! - [`lineage`]: what a verified directory proves (trust from a pinned root).
 //! - [`root`]: the offline root role's documents and the verifier's walk.
 
+// Formats and checks only: nothing here needs unsafe code, so none may
+// creep in.
+#![forbid(unsafe_code)]
+
 pub mod chain;
 pub mod directory;
 pub mod endorsement;
@@ -27,7 +31,13 @@ pub mod timestamp;
 pub use error::{Error, FormatError};
 
 /// Generated gRPC code for package `sigil.v1`.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    unused_qualifications,
+    clippy::all,
+    clippy::pedantic
+)]
 pub mod v1 {
     tonic::include_proto!("sigil.v1");
 

@@ -28,7 +28,7 @@ pub fn format(t: OffsetDateTime) -> String {
     s
 }
 
-/// Now, in [`format`]'s form.
+/// Now, in [`format()`]'s form.
 pub fn now() -> String {
     format(OffsetDateTime::now_utc())
 }
@@ -84,7 +84,7 @@ pub fn parse(s: &str) -> Result<OffsetDateTime, String> {
     }
 }
 
-/// True when `s` is exactly in [`format`]'s canonical UTC form.
+/// True when `s` is exactly in [`format()`]'s canonical UTC form.
 pub fn is_canonical(s: &str) -> bool {
     parse(s).is_ok_and(|t| format(t) == s)
 }

@@ -3,6 +3,9 @@
 //! a verifier has already seen. Each rule is tried with a document that
 //! breaks it, signed with real keys.
 
+// Test code: an unwrap is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ed25519_dalek::{Signer, SigningKey};
 use sigil_proto::directory::{
     endorsement_digest, Directory, DirectorySignature, KeyEntry, KeyState, Purpose, Through,

@@ -1,6 +1,9 @@
 //! RFC 8785 vectors: every input file canonicalizes to its output byte for
 //! byte, and every number line of the ECMAScript test file formats exactly.
 
+// Test code: an unwrap is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 fn vectors() -> PathBuf {

@@ -3,6 +3,9 @@
 //! signed by the online key, expiry, rollback under a state, and documents
 //! mixed from different publications. Each refusal names its rule.
 
+// Test code: an unwrap is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use ed25519_dalek::{Signer, SigningKey};
@@ -437,7 +440,7 @@ fn under_a_state_nothing_older_is_accepted() {
     let mut ks3 = Signed::new(ks3.signed).unwrap();
     sign(&mut ks3, &w.a);
     sign(&mut ks3, &w.b);
-    let mut m3 = m2.clone();
+    let mut m3 = m2;
     m3.statement = Some(statement(&ks3, &keys, &w.v1, Duration::minutes(-5)));
     m3.keysets = vec![ks3];
     let v3 = verify(&p, &m3, now(), Some(&seen2)).unwrap();
@@ -498,7 +501,7 @@ fn a_statement_cannot_revoke_the_newer_signer_seen_to_lift_its_high_water() {
     });
     let mut forged = Signed::new(st).unwrap();
     sign(&mut forged, &w.v1);
-    let mut attack = m.clone();
+    let mut attack = m;
     attack.statement = Some(forged);
     let e = refused(&attack, &p, Some(&seen));
     assert!(
@@ -538,7 +541,7 @@ fn online_revocations_seen_stay_and_trust_files_keep_the_high_water() {
     let e = refused(&m2, &p, Some(&seen));
     assert!(e.contains("drops the online revocation"), "{e}");
     // Trust files alone (no statement) keep the statement high-water.
-    let mut files = m.clone();
+    let mut files = m;
     files.statement = None;
     files.keys = None;
     let v = verify(&p, &files, now(), Some(&seen)).unwrap();

@@ -1,6 +1,9 @@
 //! Malformed root-role documents in `tests/vectors/root/`: each is refused
 //! with its own error, named in `cases.json`.
 
+// Test code: an unwrap is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use serde_json::Value;

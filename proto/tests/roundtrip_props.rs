@@ -10,6 +10,9 @@
 //! - Endorsements, directories and verifier state files survive
 //!   `to_json` then `parse`.
 
+// Test code: an unwrap is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ed25519_dalek::{Signer, SigningKey};
 use proptest::prelude::*;
 use serde_json::{json, Map, Number, Value};
@@ -146,7 +149,7 @@ proptest! {
     #[test]
     fn canonical_timestamps_round_trip(s in canonical_timestamp()) {
         let t = timestamp::parse(&s).unwrap();
-        prop_assert_eq!(timestamp::format(t), s.clone());
+        prop_assert_eq!(timestamp::format(t), s.as_str());
         prop_assert!(timestamp::is_canonical(&s));
     }
 
@@ -341,8 +344,8 @@ proptest! {
 
         let detail = json::parse(&line).unwrap();
         let wrapped_object = json!({"type": "action_receipt", "detail": detail});
-        let wrapped_string = json!({"type": "action_receipt", "detail": line.clone()});
-        for text in [line.clone(), wrapped_object.to_string(), wrapped_string.to_string()] {
+        let wrapped_string = json!({"type": "action_receipt", "detail": &line});
+        for text in [wrapped_object.to_string(), wrapped_string.to_string(), line] {
             let r = match receipt::parse_entry(&text) {
                 Ok(Entry::Receipt(r)) => r,
                 other => panic!("{other:?}\n{text}"),

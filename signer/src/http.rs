@@ -144,7 +144,7 @@ mod tests {
             sigil_keys::software::SoftwareBackend::open(dir.path().join("seeds")).expect("seeds"),
         );
         let keyring = Arc::new(Keyring::open(dir.path(), backend, "mediator").expect("keyring"));
-        let r = router(keyring, crate::counters::Counters::new(0).0);
+        let r = router(keyring, Counters::new(0).0);
         assert_eq!(
             get(r.clone(), "/metrics", "127.0.0.1:9").await,
             StatusCode::OK

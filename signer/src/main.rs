@@ -18,7 +18,7 @@ struct Args {
     /// TOML configuration file (see signer/sigild.example.toml).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data directory: key records, chains/<chain>.jsonl, software seeds.
+    /// Data directory: key records, chains/CHAIN.jsonl, software seeds.
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// gRPC listen address.

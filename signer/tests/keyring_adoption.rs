@@ -3,6 +3,9 @@
 //! the label is someone else's. Only a generation this data dir recorded as
 //! begun (a crash before the record) is adopted.
 
+// Test code: an unwrap is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use serde_json::Value;

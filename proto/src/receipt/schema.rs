@@ -22,7 +22,7 @@ pub enum Kind {
     Strings,
     /// []string that Go emits as `null` when nil (`delegation_chain`)
     NullableStrings,
-    /// map[string]int64, keys sorted
+    /// `map[string]int64`, keys sorted
     Counts,
     /// a nested struct (pointer: emitted whenever present, even `{}`)
     Struct(&'static Schema),
@@ -35,11 +35,11 @@ impl Kind {
     /// and what sigil writes for a member Go always emits.
     pub fn zero(self) -> Value {
         match self {
-            Kind::Str => Value::String(String::new()),
-            Kind::Int | Kind::Uint | Kind::Uint8 => Value::from(0),
-            Kind::Bool => Value::Bool(false),
-            Kind::Strings | Kind::NullableStrings | Kind::Counts | Kind::List(_) => Value::Null,
-            Kind::Struct(_) => Value::Object(serde_json::Map::new()),
+            Str => Value::String(String::new()),
+            Int | Uint | Uint8 => Value::from(0),
+            Bool => Value::Bool(false),
+            Strings | NullableStrings | Counts | List(_) => Value::Null,
+            Struct(_) => Value::Object(serde_json::Map::new()),
         }
     }
 
@@ -48,26 +48,26 @@ impl Kind {
     pub fn accepts(self, v: &Value) -> bool {
         v.is_null()
             || match self {
-                Kind::Str => v.is_string(),
-                Kind::Int | Kind::Uint | Kind::Uint8 => v.is_i64() || v.is_u64(),
-                Kind::Bool => v.is_boolean(),
-                Kind::Strings | Kind::NullableStrings => {
+                Str => v.is_string(),
+                Int | Uint | Uint8 => v.is_i64() || v.is_u64(),
+                Bool => v.is_boolean(),
+                Strings | NullableStrings => {
                     v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
                 }
-                Kind::Counts | Kind::Struct(_) => v.is_object(),
-                Kind::List(_) => v.is_array(),
+                Counts | Struct(_) => v.is_object(),
+                List(_) => v.is_array(),
             }
     }
 
     /// What a member of the kind must be, for error messages.
     pub fn describe(self) -> &'static str {
         match self {
-            Kind::Str => "a string",
-            Kind::Int | Kind::Uint | Kind::Uint8 => "an integer",
-            Kind::Bool => "true or false",
-            Kind::Strings | Kind::NullableStrings => "an array of strings",
-            Kind::Counts | Kind::Struct(_) => "an object",
-            Kind::List(_) => "an array of objects",
+            Str => "a string",
+            Int | Uint | Uint8 => "an integer",
+            Bool => "true or false",
+            Strings | NullableStrings => "an array of strings",
+            Counts | Struct(_) => "an object",
+            List(_) => "an array of objects",
         }
     }
 }

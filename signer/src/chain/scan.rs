@@ -31,7 +31,7 @@ use super::tail::Tail;
 use crate::keyring::ActiveKey;
 
 /// What recovery read from a chain file's whole lines.
-pub struct Scanned {
+pub(super) struct Scanned {
     /// The tail after the last valid, linked receipt.
     pub tail: Tail,
     /// Bytes of the file to keep: everything after them is `cut`.
@@ -41,7 +41,7 @@ pub struct Scanned {
 }
 
 /// Lines after the last valid receipt that are cut.
-pub struct Cut {
+pub(super) struct Cut {
     /// Whole lines cut.
     pub lines: usize,
     /// Damage, kept aside in a file of its own, rather than a lone rotation
@@ -53,7 +53,7 @@ pub struct Cut {
 
 /// Why a chain file's tail could not be rebuilt.
 #[derive(Debug, thiserror::Error)]
-pub enum ScanError {
+pub(super) enum ScanError {
     /// The last receipt is signed by a key that is no version of the
     /// chain's key name (a ledger of an older sigild, signed by its digest
     /// key).
@@ -118,7 +118,7 @@ type Bad = Option<(usize, String)>;
 
 /// Rebuilds the tail from `bytes`, the whole lines of a chain file.
 /// `key_of` maps the last receipt's signer to a version of `key_name`.
-pub fn scan(
+pub(super) fn scan(
     bytes: &[u8],
     window: usize,
     key_name: &str,

@@ -19,7 +19,7 @@ use crate::Error;
 
 /// Builds the receipt at `seq` from `ar`, signs it with the tail's key and
 /// advances the tail. Nothing changes when it fails.
-pub fn seal_at(
+pub(super) fn seal_at(
     backend: &dyn Backend,
     tail: &mut Tail,
     mut ar: Map<String, Value>,
@@ -70,7 +70,7 @@ pub fn seal_at(
 }
 
 /// The next receipt of the chain.
-pub fn seal(
+pub(super) fn seal(
     backend: &dyn Backend,
     tail: &mut Tail,
     ar: Map<String, Value>,
@@ -82,7 +82,7 @@ pub fn seal(
 
 /// Checks a device's signature (`ed25519:` + hex) before anything that
 /// depends on it is written; in-process signers are ed25519-dalek itself.
-pub fn check_signature(
+pub(crate) fn check_signature(
     backend: &dyn Backend,
     key: &ActiveKey,
     message: &[u8],
@@ -102,7 +102,7 @@ pub fn check_signature(
 }
 
 /// The members of a receipt the daemon writes about itself.
-pub fn daemon_record(target: String, settings: &Settings) -> Map<String, Value> {
+pub(super) fn daemon_record(target: String, settings: &Settings) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("action_type".into(), json!("unclassified"));
     m.insert("principal".into(), json!(reserved::PRINCIPALS[0]));
@@ -118,7 +118,7 @@ pub fn daemon_record(target: String, settings: &Settings) -> Map<String, Value> 
 
 /// A session-open of a new run: the genesis (`prior` None, at seq 0) or a
 /// restart open after the tail.
-pub fn open_run(
+pub(super) fn open_run(
     chain: &str,
     tail: &mut Tail,
     settings: &Settings,
@@ -152,7 +152,7 @@ pub fn open_run(
 /// entry (signed by the old key) and the boundary receipt (a restart
 /// session_open with `key_transition`, `chain_seq` 0, signed by the new
 /// key), as two lines to be written together, endorsement first.
-pub fn rotation(
+pub(super) fn rotation(
     backend: &dyn Backend,
     chain: &str,
     tail: &mut Tail,
@@ -228,7 +228,7 @@ pub fn rotation(
 }
 
 /// The receipt recording a key revocation.
-pub fn revocation_record(
+pub(super) fn revocation_record(
     r: &Revoked,
     through: Option<&(u64, String)>,
     settings: &Settings,
@@ -256,7 +256,7 @@ pub fn revocation_record(
 
 /// The receipt recording that damaged lines after the last valid receipt
 /// (chain_seq `seq`, receipt hash `hash`) were moved aside at start.
-pub fn cut_record(
+pub(super) fn cut_record(
     seq: u64,
     hash: &str,
     bytes: u64,
@@ -284,7 +284,7 @@ pub fn cut_record(
 }
 
 /// The receipt recording a SignDigest.
-pub fn sign_digest_record(
+pub(super) fn sign_digest_record(
     digest: &[u8; 32],
     key: &ActiveKey,
     principal: &str,
@@ -312,7 +312,7 @@ pub fn sign_digest_record(
 }
 
 /// 16 random bytes as hex, for run and open nonces.
-pub fn nonce() -> Result<String, Error> {
+pub(super) fn nonce() -> Result<String, Error> {
     let mut b = [0u8; 16];
     getrandom::getrandom(&mut b)
         .map_err(|e| Error::Unavailable(format!("no randomness from the OS: {e}")))?;

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::keyring::ActiveKey;
 
 /// Everything the next receipt of a chain depends on.
-pub struct Tail {
+pub(super) struct Tail {
     /// `chain_seq` of the last receipt.
     pub seq: u64,
     /// Receipt hash of the last receipt (or the `g1:` anchor before the
@@ -41,7 +41,7 @@ pub struct Tail {
 
 impl Tail {
     /// A tail before any receipt.
-    pub fn new(key: ActiveKey, anchor: String, window: usize) -> Tail {
+    pub(super) fn new(key: ActiveKey, anchor: String, window: usize) -> Tail {
         Tail {
             seq: 0,
             hash: anchor,
@@ -60,7 +60,7 @@ impl Tail {
 
     /// The timestamp for the next receipt: now, unless the clock went back
     /// below the last receipt's.
-    pub fn next_time(&self) -> OffsetDateTime {
+    pub(super) fn next_time(&self) -> OffsetDateTime {
         let now = OffsetDateTime::now_utc();
         match self.last_time {
             Some(last) if last > now => last,
@@ -69,12 +69,12 @@ impl Tail {
     }
 
     /// True when (`action_id`, `decision_phase`) is in the replay window.
-    pub fn seen(&self, action_id: &str, phase: &str) -> bool {
+    pub(super) fn seen(&self, action_id: &str, phase: &str) -> bool {
         self.recent_set.contains(&replay_key(action_id, phase))
     }
 
     /// Adds (`action_id`, `decision_phase`) to the replay window.
-    pub fn remember(&mut self, action_id: &str, phase: &str) {
+    pub(super) fn remember(&mut self, action_id: &str, phase: &str) {
         if self.window == 0 {
             return;
         }
@@ -126,6 +126,6 @@ mod tests {
         t.remember("x", "");
         assert!(!t.seen(&long, "intent"), "the oldest left the window");
         assert!(t.seen("ab", "c") && t.seen("x", ""));
-        assert_eq!(std::mem::size_of_val(&t.recent[0]), 32);
+        assert_eq!(size_of_val(&t.recent[0]), 32);
     }
 }

@@ -91,7 +91,7 @@ impl Parts {
 /// Re-signs the directory every `every`, so that a fresh `signed_at` is
 /// always available and verifiers can refuse a stale copy (one that may
 /// predate a revocation).
-fn spawn_directory_resign(keyring: Arc<Keyring>, every: std::time::Duration) {
+fn spawn_directory_resign(keyring: Arc<Keyring>, every: Duration) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

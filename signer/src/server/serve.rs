@@ -193,7 +193,7 @@ impl Serving {
 fn spawn_token_watch(
     backend: Arc<dyn Backend>,
     health: tonic_health::server::HealthReporter,
-    every: std::time::Duration,
+    every: Duration,
 ) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -235,14 +235,14 @@ fn spawn_token_watch(
 fn grpc_builder(config: &Config) -> Result<tonic::transport::Server, Error> {
     // Keepalive pings find dead peers, so their streams do not stay open.
     let builder = tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .max_concurrent_streams(Some(config.limits.max_streams_per_connection.max(1)));
     let Some(tls) = &config.tls else {
         return Ok(builder);
     };
     let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| Error::io(format!("reading TLS file {}", p.display()), e))
+        fs::read(p).map_err(|e| Error::io(format!("reading TLS file {}", p.display()), e))
     };
     let identity = tonic::transport::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
     let tls_config = tonic::transport::ServerTlsConfig::new()
