@@ -14,6 +14,7 @@
 pub mod docs;
 mod material;
 mod state;
+mod statement;
 pub mod trust;
 
 use serde::{Deserialize, Serialize};
