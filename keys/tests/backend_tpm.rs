@@ -20,14 +20,31 @@ fn config(tpm: &Swtpm, dir: &Path) -> TpmConfig {
     }
 }
 
-#[test]
-fn tpm_backend_passes_the_behaviour_suite() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tpm = Swtpm::start(&tmp.path().join("state"));
-    let cfg = config(&tpm, &tmp.path().join("blobs"));
-    let backend = TpmBackend::open(&cfg).unwrap();
-    suite::run_all(&backend, &|| TpmBackend::open(&cfg).unwrap(), "tpm");
+/// A TPM of its own (swtpm) and a blob directory.
+struct Tpm {
+    cfg: TpmConfig,
+    _tpm: Swtpm,
+    _tmp: tempfile::TempDir,
 }
+
+impl suite::Store for Tpm {
+    type Backend = TpmBackend;
+    const KIND: &'static str = "tpm";
+    fn new(_tag: &'static str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let tpm = Swtpm::start(&tmp.path().join("state"));
+        Tpm {
+            cfg: config(&tpm, &tmp.path().join("blobs")),
+            _tpm: tpm,
+            _tmp: tmp,
+        }
+    }
+    fn open(&self) -> TpmBackend {
+        TpmBackend::open(&self.cfg).unwrap()
+    }
+}
+
+suite::mount!(Tpm);
 
 #[test]
 fn blobs_open_only_on_the_tpm_that_sealed_them() {
