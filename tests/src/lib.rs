@@ -206,6 +206,7 @@ pub struct InProcess {
     /// Data dir.
     pub data_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    crash: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
 
@@ -220,6 +221,7 @@ impl InProcess {
         };
         config.chains.heartbeat_seconds = 0;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -227,7 +229,7 @@ impl InProcess {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            rt.block_on(sigil_signer::server::run_with_backend(
+            let daemon = sigil_signer::server::run_with_backend(
                 config,
                 backend,
                 async move {
@@ -236,8 +238,21 @@ impl InProcess {
                 move |g, h| {
                     let _ = ready_tx.send((g, h));
                 },
-            ))
-            .map_err(|e| e.to_string())
+            );
+            let crashed = rt.block_on(async move {
+                tokio::select! {
+                    r = daemon => Some(r),
+                    Ok(()) = crash_rx => None,
+                }
+            });
+            match crashed {
+                Some(r) => r.map_err(|e| e.to_string()),
+                None => {
+                    // Abandoned mid-flight: no drain, no session_close.
+                    rt.shutdown_background();
+                    Ok(())
+                }
+            }
         });
         let (g, h) = ready_rx
             .recv_timeout(Duration::from_secs(60))
@@ -247,7 +262,30 @@ impl InProcess {
             http: h.to_string(),
             data_dir: data_dir.to_owned(),
             stop: Some(stop_tx),
+            crash: Some(crash_tx),
             thread: Some(thread),
+        }
+    }
+
+    /// The daemon's admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        admin_socket_in(&self.data_dir)
+    }
+
+    /// URL of the HTTP key directory.
+    pub fn directory_url(&self) -> String {
+        directory_url_at(&self.http)
+    }
+
+    /// Abandons the daemon as a crash would: its tasks are dropped where
+    /// they stand, nothing is drained and no chain is closed (the files
+    /// end as after `kill -9`). The backend's device state stays.
+    pub fn crash(mut self) {
+        if let Some(c) = self.crash.take() {
+            let _ = c.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
