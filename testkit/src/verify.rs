@@ -78,14 +78,12 @@ pub fn export_endorsements(file: &Path, out: &Path) -> Vec<PathBuf> {
 }
 
 /// Both verifiers accept chain file `path` of session `name` from the
-/// pinned `root` key, across the rotations it holds: Pipelock's with the
-/// endorsements exported into `out` (a fresh directory), sigil's with the
-/// session id. Returns the endorsements.
-pub fn assert_chain_verifies(path: &Path, root: &str, name: &str, out: &Path) -> Vec<PathBuf> {
-    let ends = export_endorsements(path, out);
-    let (ok, msg) = pipelock_verify(path, root, name, &ends);
+/// pinned `root` key: Pipelock's with `endorsements` (one per rotation the
+/// chain holds, see [`export_endorsements`]), sigil's with the session id
+/// (it reads the endorsements from the file).
+pub fn assert_chain_verifies(path: &Path, root: &str, name: &str, endorsements: &[PathBuf]) {
+    let (ok, msg) = pipelock_verify(path, root, name, endorsements);
     assert!(ok, "pipelock-verify rejected {name}: {msg}");
     let (code, msg) = sigil_verify_chain(path, &["--key", root, "--session-id", name]);
     assert_eq!(code, 0, "sigil verify rejected {name}: {msg}");
-    ends
 }

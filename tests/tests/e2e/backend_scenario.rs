@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sigil_tests::{
-    append_many, assert_chain_verifies, boundaries, directory_keys, segment_keys, sigil,
-    sigil_verify_chain, Daemon, InProcess,
+    append_many, assert_chain_verifies, boundaries, directory_keys, export_endorsements,
+    segment_keys, sigil, sigil_verify_chain, Daemon, InProcess,
 };
 
 const CHAINS: [&str; 2] = ["life-0", "life-1"];
@@ -142,7 +142,8 @@ fn assert_step(node: &Node, root: &str, acked: &[(String, String)], tmp: &Path, 
                 "{step}: {name} lost a receipt"
             );
         }
-        assert_chain_verifies(&path, root, name, &tmp.join(format!("ends-{step}-{name}")));
+        let ends = export_endorsements(&path, &tmp.join(format!("ends-{step}-{name}")));
+        assert_chain_verifies(&path, root, name, &ends);
     }
 }
 
