@@ -1,11 +1,8 @@
-//! The PKCS#11 backend against SoftHSM2 (the token directory is set up by
-//! `common/softhsm.rs`; recovery from closed sessions is tested in
+//! The PKCS#11 backend against SoftHSM2, one token per test in this
+//! process's token directory (recovery from closed sessions is tested in
 //! `backend_pkcs11_faults.rs`, a binary of its own).
 #![cfg(feature = "pkcs11")]
 
-#[allow(dead_code)]
-#[path = "common/softhsm.rs"]
-mod softhsm;
 mod suite;
 
 use std::path::PathBuf;
@@ -16,20 +13,39 @@ use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use sigil_keys::pkcs11::{Pkcs11Backend, Pkcs11Config};
 use sigil_keys::{Backend, KeyError, KeyId, SecretSource};
-use softhsm::{fixture, MODULE, PIN};
+use sigil_testkit::softhsm::{SoftHsm, MODULE, PIN};
 
-const TOKENS: &[&str] = &["suite", "attrs", "badpin", "leak"];
+/// Every token of this binary: the suite's (one per property, by tag) and
+/// this file's own.
+const TOKENS: &[&str] = &[
+    "generate", "find", "sign", "unknown", "reopen", "describe", "destroy", "attrs", "badpin",
+    "leak",
+];
 
-#[test]
-fn pkcs11_backend_passes_the_behaviour_suite() {
-    let cfg = fixture(TOKENS).config("suite");
-    let backend = Pkcs11Backend::open(&cfg).unwrap();
-    suite::run_all(&backend, &|| Pkcs11Backend::open(&cfg).unwrap(), "pkcs11");
+/// The configuration of token `label` of this process.
+fn config(label: &str) -> Pkcs11Config {
+    Pkcs11Config::from_uri(&SoftHsm::in_process(TOKENS).uri_of(label)).unwrap()
 }
+
+/// A token of its own for one test of the suite.
+struct Token(Pkcs11Config);
+
+impl suite::Store for Token {
+    type Backend = Pkcs11Backend;
+    const KIND: &'static str = "pkcs11";
+    fn new(tag: &'static str) -> Self {
+        Token(config(tag))
+    }
+    fn open(&self) -> Pkcs11Backend {
+        Pkcs11Backend::open(&self.0).unwrap()
+    }
+}
+
+suite::mount!(Token);
 
 #[test]
 fn private_key_is_sensitive_and_never_extractable() {
-    let cfg = fixture(TOKENS).config("attrs");
+    let cfg = config("attrs");
     let backend = Pkcs11Backend::open(&cfg).unwrap();
     let id = KeyId::new("attrs", 1).unwrap();
     backend.generate(&id).unwrap();
@@ -81,10 +97,9 @@ fn private_key_is_sensitive_and_never_extractable() {
 
 #[test]
 fn wrong_pin_is_a_clear_config_error_without_the_pin() {
-    let f = fixture(TOKENS);
     let wrong = "Wx3-wrong-PIN-55555";
-    let mut cfg = f.config("badpin");
-    cfg.pin = SecretSource::File(f.secret_file("wrong-pin", wrong));
+    let mut cfg = config("badpin");
+    cfg.pin = SecretSource::File(SoftHsm::in_process(TOKENS).secret_file("wrong-pin", wrong));
     let err = Pkcs11Backend::open(&cfg).unwrap_err();
     assert!(matches!(err, KeyError::Config { .. }), "{err:?}");
     let text = err.to_string();
@@ -95,25 +110,24 @@ fn wrong_pin_is_a_clear_config_error_without_the_pin() {
     assert!(!text.contains(wrong) && !format!("{err:?}").contains(wrong));
 
     // The right PIN still works on the same token afterwards.
-    Pkcs11Backend::open(&f.config("badpin")).unwrap();
+    Pkcs11Backend::open(&config("badpin")).unwrap();
 }
 
 #[test]
 fn unknown_token_error_lists_the_labels_seen() {
-    let err = Pkcs11Backend::open(&fixture(TOKENS).config("no-such-token")).unwrap_err();
+    let err = Pkcs11Backend::open(&config("no-such-token")).unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, KeyError::Config { .. }), "{err:?}");
     assert!(text.contains("no-such-token"), "{text}");
     assert!(
-        text.contains("\"suite\"") && text.contains("\"attrs\""),
+        text.contains("\"generate\"") && text.contains("\"attrs\""),
         "{text}"
     );
 }
 
 #[test]
 fn missing_module_error_names_the_path() {
-    let f = fixture(TOKENS);
-    let mut cfg = f.config("suite");
+    let mut cfg = config("generate");
     cfg.module_path = PathBuf::from("/nonexistent/libnothing.so");
     let text = Pkcs11Backend::open(&cfg).unwrap_err().to_string();
     assert!(
@@ -124,8 +138,7 @@ fn missing_module_error_names_the_path() {
 
 #[test]
 fn pin_never_appears_in_errors_or_debug_output() {
-    let f = fixture(TOKENS);
-    let cfg = f.config("leak");
+    let cfg = config("leak");
     let backend = Pkcs11Backend::open(&cfg).unwrap();
     let mut texts = vec![format!("{backend:?}"), format!("{cfg:?}")];
     let missing = KeyId::new("missing", 1).unwrap();
@@ -133,7 +146,7 @@ fn pin_never_appears_in_errors_or_debug_output() {
         backend.sign(&missing, b"x").unwrap_err(),
         backend.describe(&missing).unwrap_err(),
         backend.destroy(&missing).unwrap_err(),
-        Pkcs11Backend::open(&f.config("no-such-token")).unwrap_err(),
+        Pkcs11Backend::open(&config("no-such-token")).unwrap_err(),
     ] {
         texts.push(err.to_string());
         texts.push(format!("{err:?}"));

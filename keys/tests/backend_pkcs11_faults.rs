@@ -9,17 +9,26 @@
 //! same process would be disturbed.
 #![cfg(feature = "pkcs11")]
 
-#[allow(dead_code)]
-#[path = "common/softhsm.rs"]
-mod softhsm;
-
 use std::path::Path;
 
-use sigil_keys::pkcs11::{close_all_sessions, Pkcs11Backend};
-use sigil_keys::{Backend, KeyId};
-use softhsm::{fixture, verify, MODULE};
+use ed25519_dalek::{Signature as DalekSig, Verifier, VerifyingKey};
+use sigil_keys::pkcs11::{close_all_sessions, Pkcs11Backend, Pkcs11Config};
+use sigil_keys::{Backend, KeyId, PublicKey, Signature};
+use sigil_testkit::softhsm::{SoftHsm, MODULE, PIN};
 
 const TOKENS: &[&str] = &["fault", "load", "pinchange"];
+
+/// The configuration of token `label` of this process.
+fn config(label: &str) -> Pkcs11Config {
+    Pkcs11Config::from_uri(&SoftHsm::in_process(TOKENS).uri_of(label)).unwrap()
+}
+
+fn verify(public: &PublicKey, msg: &[u8], sig: &Signature) {
+    VerifyingKey::from_bytes(&public.0)
+        .unwrap()
+        .verify(msg, &DalekSig::from_bytes(&sig.0))
+        .expect("signature verifies");
+}
 
 #[test]
 fn signing_recovers_after_sessions_are_closed_from_outside() {
@@ -36,7 +45,7 @@ fn a_pin_that_stopped_working_is_not_tried_again() {
     use cryptoki::session::UserType;
     use cryptoki::types::AuthPin;
 
-    let cfg = fixture(TOKENS).config("pinchange");
+    let cfg = config("pinchange");
     let backend = Pkcs11Backend::open(&cfg).unwrap();
     let id = KeyId::new("pinchange", 1).unwrap();
     backend.generate(&id).unwrap();
@@ -55,7 +64,7 @@ fn a_pin_that_stopped_working_is_not_tried_again() {
     let new_pin = AuthPin::from("a-new-PIN-31337");
     {
         let session = ctx.open_rw_session(slot).unwrap();
-        let old = AuthPin::from(softhsm::PIN);
+        let old = AuthPin::from(PIN);
         let _ = session.login(UserType::User, Some(&old));
         session.set_pin(&old, &new_pin).unwrap();
     }
@@ -65,14 +74,14 @@ fn a_pin_that_stopped_working_is_not_tried_again() {
     assert!(first.contains("wrong PIN"), "{first}");
     let again = backend.sign(&id, b"again").unwrap_err().to_string();
     assert!(again.contains("refused earlier"), "{again}");
-    assert!(!again.contains(softhsm::PIN), "{again}");
+    assert!(!again.contains(PIN), "{again}");
     // The token is not locked: the new PIN logs in.
     let session = ctx.open_rw_session(slot).unwrap();
     session.login(UserType::User, Some(&new_pin)).unwrap();
 }
 
 fn recovers_after_all_sessions_are_closed() {
-    let cfg = fixture(TOKENS).config("fault");
+    let cfg = config("fault");
     let backend = Pkcs11Backend::open(&cfg).unwrap();
     let id = KeyId::new("fault", 1).unwrap();
     let public = backend.generate(&id).unwrap();
@@ -106,7 +115,7 @@ fn recovers_after_all_sessions_are_closed() {
 /// the write lock. Real tokens are behind a driver or a network and do not
 /// share memory with us; this is the part of the fault we can reproduce.
 fn recovers_under_load() {
-    let mut cfg = fixture(TOKENS).config("load");
+    let mut cfg = config("load");
     cfg.sessions = 3;
     let backend = Pkcs11Backend::open(&cfg).unwrap();
     let id = KeyId::new("load", 1).unwrap();

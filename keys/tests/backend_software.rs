@@ -1,3 +1,5 @@
+//! The software backend: seed files in a directory.
+
 mod suite;
 
 use std::os::unix::fs::PermissionsExt;
@@ -5,17 +7,21 @@ use std::os::unix::fs::PermissionsExt;
 use sigil_keys::software::SoftwareBackend;
 use sigil_keys::{Backend, KeyId};
 
-#[test]
-fn software_backend_passes_the_behaviour_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("seeds");
-    let backend = SoftwareBackend::open(&path).unwrap();
-    suite::run_all(
-        &backend,
-        &|| SoftwareBackend::open(&path).unwrap(),
-        "software",
-    );
+/// A seed directory of its own.
+struct Seeds(tempfile::TempDir);
+
+impl suite::Store for Seeds {
+    type Backend = SoftwareBackend;
+    const KIND: &'static str = "software";
+    fn new(_tag: &'static str) -> Self {
+        Seeds(tempfile::tempdir().unwrap())
+    }
+    fn open(&self) -> SoftwareBackend {
+        SoftwareBackend::open(self.0.path().join("seeds")).unwrap()
+    }
 }
+
+suite::mount!(Seeds);
 
 #[test]
 fn seed_files_are_private_and_refused_when_not() {

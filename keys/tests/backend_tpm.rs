@@ -3,18 +3,14 @@
 #![cfg(feature = "tpm")]
 
 mod suite;
-// The swtpm fixture the end-to-end tests use too (it needs only std).
-#[allow(dead_code)]
-#[path = "../../tests/src/tokens.rs"]
-mod tokens;
 
 use std::path::{Path, PathBuf};
-
-use tokens::Swtpm;
 
 use ed25519_dalek::SigningKey;
 use sigil_keys::tpm::{TpmBackend, TpmConfig};
 use sigil_keys::{Backend, KeyError, KeyId};
+use sigil_testkit::ports::free_port;
+use sigil_testkit::{write_secret, Swtpm};
 
 fn config(tpm: &Swtpm, dir: &Path) -> TpmConfig {
     TpmConfig {
@@ -24,14 +20,31 @@ fn config(tpm: &Swtpm, dir: &Path) -> TpmConfig {
     }
 }
 
-#[test]
-fn tpm_backend_passes_the_behaviour_suite() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tpm = Swtpm::start(&tmp.path().join("state"));
-    let cfg = config(&tpm, &tmp.path().join("blobs"));
-    let backend = TpmBackend::open(&cfg).unwrap();
-    suite::run_all(&backend, &|| TpmBackend::open(&cfg).unwrap(), "tpm");
+/// A TPM of its own (swtpm) and a blob directory.
+struct Tpm {
+    cfg: TpmConfig,
+    _tpm: Swtpm,
+    _tmp: tempfile::TempDir,
 }
+
+impl suite::Store for Tpm {
+    type Backend = TpmBackend;
+    const KIND: &'static str = "tpm";
+    fn new(_tag: &'static str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let tpm = Swtpm::start(&tmp.path().join("state"));
+        Tpm {
+            cfg: config(&tpm, &tmp.path().join("blobs")),
+            _tpm: tpm,
+            _tmp: tmp,
+        }
+    }
+    fn open(&self) -> TpmBackend {
+        TpmBackend::open(&self.cfg).unwrap()
+    }
+}
+
+suite::mount!(Tpm);
 
 #[test]
 fn blobs_open_only_on_the_tpm_that_sealed_them() {
@@ -94,11 +107,7 @@ fn the_blob_does_not_contain_the_seed() {
 #[test]
 fn unreachable_tpm_is_unavailable() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let err = TpmBackend::open(&TpmConfig {
         tcti: format!("swtpm:host=127.0.0.1,port={port}"),
         dir: tmp.path().to_path_buf(),
@@ -111,13 +120,11 @@ fn unreachable_tpm_is_unavailable() {
 #[test]
 fn an_auth_value_protects_the_sealed_seed() {
     use sigil_keys::SecretSource;
-    use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let tpm = Swtpm::start(&tmp.path().join("state"));
     let secret = |name: &str, value: &str| {
         let p = tmp.path().join(name);
-        std::fs::write(&p, value).unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_secret(&p, value);
         Some(SecretSource::File(p))
     };
     let blobs = tmp.path().join("blobs");

@@ -1,41 +1,43 @@
 //! Helpers shared by the end-to-end tests: start and stop a real sigild on
-//! a temporary data dir and free loopback ports, run the `sigil` CLI, and
-//! run Pipelock's own verifier.
-//!
-//! The binaries are taken from the cargo target dir next to the test
-//! executable; `scripts/test.sh` builds them first (`cargo build --bins`).
+//! a temporary data dir and free loopback ports, and read its chain files.
+//! Tokens, the `sigil` CLI and both verifiers come from `sigil-testkit`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod forge;
 pub mod root;
-pub mod tokens;
 
-/// Path of a workspace binary (`sigild`, `sigil`).
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` before the tests (scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
+pub use sigil_testkit::{
+    assert_chain_verifies, bin, export_endorsements, pipelock_verify, pipelock_verify_bin, sigil,
+    sigil_stdin, sigil_verify_chain, workspace,
+};
 
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+/// The SoftHSM tokens of this process ([`sigil_testkit::SoftHsm::in_process`])
+/// for the tests that open a token themselves: SoftHSM sees only tokens
+/// made before the module loads, so they are named here all at once.
+pub const IN_PROCESS_TOKENS: &[&str] = &["officer-a", "officer-b", "sigil", "sigil-faults"];
 
 /// Pipelock vectors shipped in the repository.
 pub fn vectors() -> PathBuf {
     workspace().join("tests/vectors")
+}
+
+/// Path of chain `name`'s file in data dir `data_dir`.
+fn chain_path_in(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join("chains").join(format!("{name}.jsonl"))
+}
+
+/// The admin socket of a daemon on `data_dir`.
+fn admin_socket_in(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// URL of the HTTP key directory of a daemon serving HTTP on `http`.
+fn directory_url_at(http: &str) -> String {
+    format!("http://{http}/.well-known/http-message-signatures-directory")
 }
 
 /// A running sigild.
@@ -122,7 +124,7 @@ impl Daemon {
 
     /// Path of chain `name`'s file.
     pub fn chain_path(&self, name: &str) -> PathBuf {
-        self.data_dir.join("chains").join(format!("{name}.jsonl"))
+        chain_path_in(&self.data_dir, name)
     }
 
     /// Public key (hex) of the first (active) directory entry.
@@ -167,70 +169,6 @@ impl Drop for Daemon {
     }
 }
 
-/// Runs the `sigil` CLI.
-pub fn sigil(args: &[&str]) -> Output {
-    Command::new(bin("sigil"))
-        .args(args)
-        .output()
-        .expect("run sigil")
-}
-
-/// Runs `sigil` with `stdin` as standard input.
-pub fn sigil_stdin(args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(bin("sigil"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sigil");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("sigil output")
-}
-
-/// Path of Pipelock's verifier CLI: `$PIPELOCK_VERIFY`, or the project's
-/// virtualenv that scripts/test.sh creates.
-pub fn pipelock_verify_bin() -> PathBuf {
-    let p = std::env::var_os("PIPELOCK_VERIFY")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".venv/bin/pipelock-verify"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test.sh, which installs pipelock-verify==0.4.1 into .venv",
-        p.display()
-    );
-    p
-}
-
-/// Runs `pipelock-verify FILE --key KEY --session-id SID
-/// [--rotation-endorsement E]...`; returns (exit success, combined output).
-pub fn pipelock_verify(
-    file: &Path,
-    key: &str,
-    session_id: &str,
-    endorsements: &[PathBuf],
-) -> (bool, String) {
-    let mut cmd = Command::new(pipelock_verify_bin());
-    cmd.arg(file)
-        .args(["--key", key, "--session-id", session_id]);
-    for e in endorsements {
-        cmd.arg("--rotation-endorsement").arg(e);
-    }
-    let out = cmd.output().expect("run pipelock-verify");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 /// A valid record, distinct per `i`.
 pub fn record(i: usize) -> String {
     serde_json::json!({
@@ -268,6 +206,7 @@ pub struct InProcess {
     /// Data dir.
     pub data_dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    crash: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), String>>>,
 }
 
@@ -282,6 +221,7 @@ impl InProcess {
         };
         config.chains.heartbeat_seconds = 0;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -289,7 +229,7 @@ impl InProcess {
                 .enable_all()
                 .build()
                 .map_err(|e| e.to_string())?;
-            rt.block_on(sigil_signer::server::run_with_backend(
+            let daemon = sigil_signer::server::run_with_backend(
                 config,
                 backend,
                 async move {
@@ -298,8 +238,21 @@ impl InProcess {
                 move |g, h| {
                     let _ = ready_tx.send((g, h));
                 },
-            ))
-            .map_err(|e| e.to_string())
+            );
+            let crashed = rt.block_on(async move {
+                tokio::select! {
+                    r = daemon => Some(r),
+                    Ok(()) = crash_rx => None,
+                }
+            });
+            match crashed {
+                Some(r) => r.map_err(|e| e.to_string()),
+                None => {
+                    // Abandoned mid-flight: no drain, no session_close.
+                    rt.shutdown_background();
+                    Ok(())
+                }
+            }
         });
         let (g, h) = ready_rx
             .recv_timeout(Duration::from_secs(60))
@@ -309,13 +262,36 @@ impl InProcess {
             http: h.to_string(),
             data_dir: data_dir.to_owned(),
             stop: Some(stop_tx),
+            crash: Some(crash_tx),
             thread: Some(thread),
+        }
+    }
+
+    /// The daemon's admin socket.
+    pub fn admin_socket(&self) -> PathBuf {
+        admin_socket_in(&self.data_dir)
+    }
+
+    /// URL of the HTTP key directory.
+    pub fn directory_url(&self) -> String {
+        directory_url_at(&self.http)
+    }
+
+    /// Abandons the daemon as a crash would: its tasks are dropped where
+    /// they stand, nothing is drained and no chain is closed (the files
+    /// end as after `kill -9`). The backend's device state stays.
+    pub fn crash(mut self) {
+        if let Some(c) = self.crash.take() {
+            let _ = c.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 
     /// Path of chain `name`'s file.
     pub fn chain_path(&self, name: &str) -> PathBuf {
-        self.data_dir.join("chains").join(format!("{name}.jsonl"))
+        chain_path_in(&self.data_dir, name)
     }
 
     /// Shuts down (drain and session_close) and waits.
@@ -415,7 +391,7 @@ impl Daemon {
 
     /// The daemon's admin socket: KeyAdmin without TLS answers only there.
     pub fn admin_socket(&self) -> PathBuf {
-        self.data_dir.join("admin.sock")
+        admin_socket_in(&self.data_dir)
     }
 
     /// A client on the admin socket, for key administration.
@@ -437,46 +413,8 @@ impl Daemon {
 
     /// URL of the HTTP key directory.
     pub fn directory_url(&self) -> String {
-        format!(
-            "http://{}/.well-known/http-message-signatures-directory",
-            self.http
-        )
+        directory_url_at(&self.http)
     }
-}
-
-/// Writes the rotation endorsements held in chain file `file` into `out`
-/// with `sigil chain endorsements`; returns their paths in file order.
-pub fn export_endorsements(file: &Path, out: &Path) -> Vec<PathBuf> {
-    let o = sigil(&[
-        "chain",
-        "endorsements",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(
-        o.status.success(),
-        "sigil chain endorsements: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(PathBuf::from)
-        .collect()
-}
-
-/// Runs `sigil verify chain FILE ARGS...`; returns (exit code, stdout and
-/// stderr).
-pub fn sigil_verify_chain(file: &Path, args: &[&str]) -> (i32, String) {
-    let mut all = vec!["verify", "chain", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let o = sigil(&all);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code().unwrap_or(-1), text)
 }
 
 /// The lines of a chain file, parsed, with their 1-based line numbers.

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::tokens::SoftHsm;
-use crate::{bin, Daemon};
+use crate::{bin, Daemon, IN_PROCESS_TOKENS};
+use sigil_testkit::SoftHsm;
 
 /// The tokens, the ceremony directory and the daemon's config.
 pub struct Ceremony {
@@ -33,6 +33,23 @@ impl Ceremony {
         let a = SoftHsm::new(tmp, "officer-a");
         let b = SoftHsm::new(tmp, "officer-b");
         let hsm = SoftHsm::new(tmp, "sigil");
+        Self::on(tmp, a, b, hsm)
+    }
+
+    /// A ceremony on this process's SoftHSM tokens ([`IN_PROCESS_TOKENS`]),
+    /// for a test that opens the daemon's token itself; paths under `tmp`.
+    /// One test per process may use it: the tokens are not emptied.
+    pub fn in_process(tmp: &Path) -> Ceremony {
+        let tokens = SoftHsm::in_process(IN_PROCESS_TOKENS);
+        let (a, b, hsm) = (
+            tokens.named("officer-a"),
+            tokens.named("officer-b"),
+            tokens.named("sigil"),
+        );
+        Self::on(tmp, a, b, hsm)
+    }
+
+    fn on(tmp: &Path, a: SoftHsm, b: SoftHsm, hsm: SoftHsm) -> Ceremony {
         Ceremony {
             conf: a.conf.clone(),
             config: hsm.config(tmp, 2),

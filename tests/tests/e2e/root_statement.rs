@@ -12,7 +12,7 @@ use sigil_tests::{record, sigil_verify_chain};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_by_a_version_older_than_the_chain_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let c = Ceremony::new(tmp.path());
+    let c = Ceremony::in_process(tmp.path());
     let data = tmp.path().join("data");
     let daemon = c.daemon(&data, &[]);
     let (pins, _) = c.under_root(&daemon, 1);
@@ -30,7 +30,6 @@ async fn a_statement_by_a_version_older_than_the_chain_is_refused() {
     assert_eq!(code, 0, "{msg}");
 
     // Whoever holds the token re-signs the statement with retired v1.
-    std::env::set_var("SOFTHSM2_CONF", &c.conf);
     let token = Pkcs11Backend::open(&Pkcs11Config::from_uri(&c.token.uri()).unwrap()).unwrap();
     let keys: Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("keys.json")).unwrap()).unwrap();

@@ -8,14 +8,7 @@ use std::path::Path;
 use serde_json::Value;
 use sigil_client::{Client, ClientError};
 use sigil_tests::forge::hash_of;
-use sigil_tests::{pipelock_verify, record, sigil_verify_chain, Daemon};
-
-fn assert_verifies(path: &Path, root: &str, name: &str) {
-    let (code, out) = sigil_verify_chain(path, &["--key", root, "--session-id", name]);
-    assert_eq!(code, 0, "sigil verify rejected {name}: {out}");
-    let (ok, out) = pipelock_verify(path, root, name, &[]);
-    assert!(ok, "pipelock-verify rejected {name}: {out}");
-}
+use sigil_tests::{assert_chain_verifies, record, Daemon};
 
 fn parse(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
@@ -95,7 +88,7 @@ async fn a_failed_fsync_not_cut_back_is_outcome_unknown_and_the_chain_is_read_ag
     );
     assert_eq!(o["prior_chain_head"], hash_of(&unknown));
     assert_eq!(parse(lines[lines.len() - 3]), unknown);
-    assert_verifies(&path, &root, "fs");
+    assert_chain_verifies(&path, &root, "fs", &[]);
 }
 
 /// The fsync fails and the cut back is durable: then, and only then,
@@ -145,9 +138,9 @@ async fn a_failed_fsync_cut_back_says_nothing_written_and_the_chain_is_read_agai
         hash_of(&parse(&last))
     );
     assert_eq!(rest[1], r.receipt_json);
-    assert_verifies(&path, &root, "fs");
+    assert_chain_verifies(&path, &root, "fs", &[]);
     assert!(daemon.terminate());
-    assert_verifies(&path, &root, "fs");
+    assert_chain_verifies(&path, &root, "fs", &[]);
 }
 
 /// `sigil_key_signatures` for `keyid`, from /metrics.

@@ -8,8 +8,10 @@ use std::sync::{Arc, RwLock};
 
 use sigil_keys::pkcs11::{close_all_sessions, Pkcs11Backend, Pkcs11Config};
 use sigil_keys::{Backend, Custody, KeyError, KeyId, PublicKey, Signature};
-use sigil_tests::tokens::{SoftHsm, SOFTHSM_MODULE};
-use sigil_tests::{append_many, directory_keys, pipelock_verify, sigil, Daemon, InProcess};
+use sigil_testkit::softhsm::{SoftHsm, MODULE as SOFTHSM_MODULE};
+use sigil_tests::{
+    append_many, directory_keys, pipelock_verify, sigil, Daemon, InProcess, IN_PROCESS_TOKENS,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_on_softhsm_writes_chains_pipelock_accepts_and_finds_its_key_after_restart() {
@@ -108,9 +110,8 @@ impl Backend for Guarded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_closed_under_load_end_in_retried_success_or_unavailable_and_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let hsm = SoftHsm::new(dir.path(), "sigil-faults");
     // In process: SoftHSM sessions belong to the process that opened them.
-    std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
+    let hsm = SoftHsm::in_process(IN_PROCESS_TOKENS).named("sigil-faults");
     let cfg = Pkcs11Config::from_uri(&hsm.uri()).unwrap();
     let gate = Arc::new(RwLock::new(()));
     let backend = Arc::new(Guarded {
@@ -230,7 +231,7 @@ async fn two_daemons_on_one_token_never_share_a_key() {
 async fn an_env_pin_is_scrubbed_and_core_dumps_are_off() {
     let dir = tempfile::tempdir().unwrap();
     let hsm = SoftHsm::new(dir.path(), "sigil-env-pin");
-    let pin = std::fs::read_to_string(&hsm.pin_file).unwrap();
+    let pin = sigil_testkit::softhsm::PIN;
     let config = dir.path().join("sigild.toml");
     std::fs::write(
         &config,
@@ -241,10 +242,7 @@ async fn an_env_pin_is_scrubbed_and_core_dumps_are_off() {
     )
     .unwrap();
     let conf = hsm.conf.to_str().unwrap().to_owned();
-    let env = [
-        ("SOFTHSM2_CONF", conf.as_str()),
-        ("SIGIL_PIN", pin.as_str()),
-    ];
+    let env = [("SOFTHSM2_CONF", conf.as_str()), ("SIGIL_PIN", pin)];
     let daemon = Daemon::try_start_env(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
@@ -256,7 +254,7 @@ async fn an_env_pin_is_scrubbed_and_core_dumps_are_off() {
     let environ = String::from_utf8_lossy(&environ);
     assert!(environ.contains("SOFTHSM2_CONF="), "environ not read");
     assert!(
-        !environ.contains(pin.as_str()),
+        !environ.contains(pin),
         "the PIN is still in the environment"
     );
     // /proc shows the original environment block: the name stays there,

@@ -4,8 +4,8 @@
 //! departed officer signed no longer counts.
 
 use serde_json::json;
+use sigil_testkit::SoftHsm;
 use sigil_tests::root::Ceremony;
-use sigil_tests::tokens::SoftHsm;
 use sigil_tests::{record, sigil_verify_chain};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

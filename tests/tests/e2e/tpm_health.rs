@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sigil_tests::tokens::Swtpm;
+use sigil_testkit::Swtpm;
 use sigil_tests::Daemon;
 use tonic_health::pb::health_check_response::ServingStatus;
 

@@ -10,14 +10,7 @@ use ed25519_dalek::SigningKey;
 use serde_json::{json, Value};
 use sigil_client::{Client, ClientError};
 use sigil_tests::forge::{hash_of, key_from_seed, resign, seed_file, with_key};
-use sigil_tests::{chain_receipts, pipelock_verify, record, sigil_verify_chain, Daemon};
-
-fn assert_verifies(path: &Path, root: &str, name: &str) {
-    let (code, out) = sigil_verify_chain(path, &["--key", root, "--session-id", name]);
-    assert_eq!(code, 0, "sigil verify rejected {name}: {out}");
-    let (ok, out) = pipelock_verify(path, root, name, &[]);
-    assert!(ok, "pipelock-verify rejected {name}: {out}");
-}
+use sigil_tests::{assert_chain_verifies, chain_receipts, record, Daemon};
 
 async fn append_n(endpoint: &str, chain: &str, n: usize, base: usize) {
     let mut c = Client::connect(endpoint).await.unwrap();
@@ -94,8 +87,8 @@ async fn a_last_receipt_by_an_unknown_signer_refuses_only_that_chain() {
         text,
         "alien was changed"
     );
-    assert_verifies(&daemon.chain_path("fine"), &root, "fine");
-    assert_verifies(&daemon.chain_path("new"), &root, "new");
+    assert_chain_verifies(&daemon.chain_path("fine"), &root, "fine", &[]);
+    assert_chain_verifies(&daemon.chain_path("new"), &root, "new", &[]);
 }
 
 /// A last receipt whose signature does not verify, or that the chain key
@@ -136,10 +129,10 @@ async fn a_last_receipt_that_does_not_verify_or_link_is_not_appended_after() {
             "{case}: resumed after a receipt that does not verify or link"
         );
         assert!(!after.contains(&line), "{case}");
-        assert_verifies(&path, &root, "check");
+        assert_chain_verifies(&path, &root, "check", &[]);
         append_n(&daemon.endpoint, "check", 1, 100).await;
         assert!(daemon.terminate());
-        assert_verifies(&path, &root, "check");
+        assert_chain_verifies(&path, &root, "check", &[]);
     }
 }
 
@@ -167,7 +160,7 @@ async fn a_symlinked_chain_file_is_refused_and_the_other_chains_work() {
     append_n(&daemon.endpoint, "plain", 1, 20).await;
     assert!(daemon.terminate());
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), text);
-    assert_verifies(&daemon.chain_path("plain"), &root, "plain");
+    assert_chain_verifies(&daemon.chain_path("plain"), &root, "plain", &[]);
 }
 
 #[test]

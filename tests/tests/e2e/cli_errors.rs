@@ -40,10 +40,7 @@ fn fails(out: &Output, code: i32, needles: &[&str]) -> String {
 
 /// An endpoint on a loopback port nobody listens on.
 fn dead_endpoint() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    drop(l);
-    format!("http://127.0.0.1:{port}")
+    format!("http://127.0.0.1:{}", sigil_testkit::ports::free_port())
 }
 
 const PEM_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";

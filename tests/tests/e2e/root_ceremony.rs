@@ -233,7 +233,7 @@ fn a_prompted_pin_needs_a_terminal_and_says_so() {
     // The ceremony types PINs (pin-source=prompt); without a controlling
     // terminal (setsid) the prompt is refused by name, not hung on.
     let tmp = tempfile::tempdir().unwrap();
-    let a = sigil_tests::tokens::SoftHsm::new(tmp.path(), "officer-a");
+    let a = sigil_testkit::SoftHsm::new(tmp.path(), "officer-a");
     let uri = a.uri().replace(
         &format!("pin-source=file:{}", a.pin_file.display()),
         "pin-source=prompt",

@@ -4,12 +4,11 @@
 
 use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use sigil_client::Client;
-use sigil_tests::{pipelock_verify, record, sigil, Daemon};
+use sigil_tests::{assert_chain_verifies, record, Daemon};
 
 const CHAINS: [&str; 2] = ["crash-0", "crash-1"];
 
@@ -23,26 +22,6 @@ fn control_kind(line: &str) -> String {
         .as_str()
         .unwrap_or("")
         .to_owned()
-}
-
-/// Both verifiers accept the chain file `name` with the root key pinned.
-fn assert_verifies(path: &Path, key: &str, name: &str) {
-    let (ok, out) = pipelock_verify(path, key, name, &[]);
-    assert!(ok, "pipelock-verify rejected {name}: {out}");
-    let out = sigil(&[
-        "verify",
-        "chain",
-        path.to_str().unwrap(),
-        "--key",
-        key,
-        "--session-id",
-        name,
-    ]);
-    assert!(
-        out.status.success(),
-        "sigil verify rejected {name}: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +92,7 @@ async fn kill_9_while_appending_loses_no_acknowledged_receipt() {
         assert_eq!(o["prior_chain_seq"], last["chain_seq"], "{open}");
         assert_eq!(o["recorder_session"], *name);
         assert_ne!(action_record(open)["run_nonce"], last["run_nonce"]);
-        assert_verifies(&path, &key, name);
+        assert_chain_verifies(&path, &key, name, &[]);
     }
 
     // Appends continue on both chains, and they still verify.
@@ -125,7 +104,7 @@ async fn kill_9_while_appending_loses_no_acknowledged_receipt() {
         assert_eq!(text.lines().last(), Some(r.receipt_json.as_str()));
     }
     for name in CHAINS {
-        assert_verifies(&daemon.chain_path(name), &key, name);
+        assert_chain_verifies(&daemon.chain_path(name), &key, name, &[]);
     }
 }
 
@@ -167,7 +146,7 @@ async fn a_torn_last_line_is_cut_at_start_and_the_chain_goes_on() {
         "only the restart open follows: {rest}"
     );
     assert_eq!(control_kind(rest.trim_end()), "session_open");
-    assert_verifies(&path, &key, "torn");
+    assert_chain_verifies(&path, &key, "torn", &[]);
 
     let mut client = Client::connect(&daemon.endpoint).await.unwrap();
     let r = client.append("torn", &record(5)).await.unwrap();
@@ -177,7 +156,7 @@ async fn a_torn_last_line_is_cut_at_start_and_the_chain_goes_on() {
     for l in text.lines() {
         assert!(serde_json::from_str::<Value>(l).is_ok(), "{l}");
     }
-    assert_verifies(&path, &key, "torn");
+    assert_chain_verifies(&path, &key, "torn", &[]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +184,7 @@ async fn sigterm_exits_0_and_closes_every_chain_including_the_ledger() {
             let last = text.lines().last().unwrap();
             assert_eq!(control_kind(last), "session_close", "{name}: {last}");
             // Every chain, the ledger included, is signed by the chain key.
-            assert_verifies(&path, &key, name);
+            assert_chain_verifies(&path, &key, name, &[]);
         }
     };
     closed(&daemon);

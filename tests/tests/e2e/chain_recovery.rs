@@ -13,15 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use sigil_client::{Client, ClientError};
-use sigil_tests::{pipelock_verify, record, sigil_verify_chain, Daemon};
-
-/// Both verifiers accept chain file `path` of chain `name`, pinned to `root`.
-fn assert_verifies(path: &Path, root: &str, name: &str) {
-    let (code, out) = sigil_verify_chain(path, &["--key", root, "--session-id", name]);
-    assert_eq!(code, 0, "sigil verify rejected {name}: {out}");
-    let (ok, out) = pipelock_verify(path, root, name, &[]);
-    assert!(ok, "pipelock-verify rejected {name}: {out}");
-}
+use sigil_tests::{assert_chain_verifies, record, Daemon};
 
 /// The files kept aside next to chain file `path`.
 fn asides(path: &Path) -> HashSet<PathBuf> {
@@ -143,7 +135,7 @@ async fn a_damaged_tail_is_moved_aside_recorded_and_the_chain_goes_on() {
         );
         assert!(intent.contains(&aside_name), "{case}: {intent}");
 
-        assert_verifies(&path, &root, "cut");
+        assert_chain_verifies(&path, &root, "cut", &[]);
         // The chain takes appends again, and every acknowledged receipt
         // (the other chain's too) is still in place.
         acked.extend(append_n(&daemon.endpoint, "cut", 1, 1000 + n).await);
@@ -157,7 +149,7 @@ async fn a_damaged_tail_is_moved_aside_recorded_and_the_chain_goes_on() {
             assert!(other_text.lines().any(|l| l == r), "{case}: other lost {r}");
         }
         assert!(daemon.terminate());
-        assert_verifies(&path, &root, "cut");
+        assert_chain_verifies(&path, &root, "cut", &[]);
     }
 }
 
@@ -226,7 +218,7 @@ async fn damage_the_chain_goes_on_after_is_refused_and_never_cut() {
             assert!(msg.contains("mid.jsonl"), "{case}: {msg}");
         }
         c.append("fine", &record(200)).await.unwrap();
-        assert_verifies(&daemon.chain_path("fine"), &root, "fine");
+        assert_chain_verifies(&daemon.chain_path("fine"), &root, "fine", &[]);
         assert!(daemon.terminate(), "{case}: SIGTERM with a refused chain");
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -241,5 +233,5 @@ async fn damage_the_chain_goes_on_after_is_refused_and_never_cut() {
     let mut daemon = Daemon::start(&data, &[]);
     append_n(&daemon.endpoint, "mid", 1, 300).await;
     assert!(daemon.terminate());
-    assert_verifies(&path, &root, "mid");
+    assert_chain_verifies(&path, &root, "mid", &[]);
 }

@@ -3,7 +3,7 @@
 //! refusal on another TPM.
 #![cfg(feature = "tpm")]
 
-use sigil_tests::tokens::Swtpm;
+use sigil_testkit::Swtpm;
 use sigil_tests::{append_many, directory_keys, pipelock_verify, Daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
