@@ -1,6 +1,9 @@
 //! The PKCS#11 backend against SoftHSM2, one token per test in this
 //! process's token directory (recovery from closed sessions is tested in
 //! `backend_pkcs11_faults.rs`, a binary of its own).
+
+// Test code: an unwrap is an assertion, and nothing here is a public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 #![cfg(feature = "pkcs11")]
 
 mod suite;

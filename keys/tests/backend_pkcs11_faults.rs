@@ -7,6 +7,9 @@
 //! reuses them, so a session closed behind a backend's back may come back
 //! under the same number for somebody else; another test running in the
 //! same process would be disturbed.
+
+// Test code: an unwrap is an assertion, and nothing here is a public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 #![cfg(feature = "pkcs11")]
 
 use std::path::Path;

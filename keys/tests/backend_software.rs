@@ -1,5 +1,8 @@
 //! The software backend: seed files in a directory.
 
+// Test code: an unwrap is an assertion, and nothing here is a public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
+
 mod suite;
 
 use std::os::unix::fs::PermissionsExt;

@@ -1,5 +1,8 @@
 //! The TPM backend against swtpm, one swtpm process per test on free
 //! loopback ports.
+
+// Test code: an unwrap is an assertion, and nothing here is a public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 #![cfg(feature = "tpm")]
 
 mod suite;

@@ -1,6 +1,9 @@
 //! The YubiHSM 2 backend against the yubihsm crate's MockHsm. The mock's
 //! state lives in its connector: a "restart" is a new client on a clone of
 //! the same connector.
+
+// Test code: an unwrap is an assertion, and nothing here is a public API.
+#![allow(clippy::unwrap_used, clippy::expect_used, unreachable_pub)]
 #![cfg(feature = "yubihsm")]
 
 mod suite;
@@ -127,11 +130,7 @@ fn bad_domain_is_refused() {
 
 #[test]
 fn keepalive_talks_to_the_device() {
-    let backend = YubiHsmBackend::with_credentials(
-        yubihsm::Connector::mockhsm(),
-        yubihsm::Credentials::default(),
-        1,
-    )
-    .unwrap();
+    let backend =
+        YubiHsmBackend::with_credentials(Connector::mockhsm(), Credentials::default(), 1).unwrap();
     backend.keepalive().unwrap();
 }

@@ -27,6 +27,7 @@ mod example_python;
 mod fault_disk_full;
 mod fault_fsync;
 mod fault_token;
+mod front_stage;
 mod http_limits;
 mod limits;
 mod observability_metrics;
