@@ -27,6 +27,7 @@ pub mod receipt;
 pub mod root;
 pub mod sig;
 pub mod timestamp;
+pub mod tlog;
 
 pub use error::{Error, FormatError};
 
