@@ -1,8 +1,8 @@
 //! The front stage every gRPC call passes before its handler: it resolves
 //! the caller, gives the call a request id (the client's `x-request-id`, or
-//! a new one) and echoes it, runs the handler inside a span carrying both,
-//! and counts and logs every refusal by gRPC code. Handlers do only their
-//! own work: they read the caller with [`caller`].
+//! a new one) and echoes it, runs the handler inside a (debug) span carrying
+//! both, and counts and logs every refusal by gRPC code with its id.
+//! Handlers do only their own work: they read the caller with [`caller`].
 //!
 //! It is a tower layer over the whole tonic router, so Append, AppendStream,
 //! SignDigest, GetDirectory, every KeyAdmin call, health and reflection go
@@ -143,8 +143,11 @@ where
         // clone takes its place for the next call (tower's clone rule).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        // For debugging: the span's fields are formatted only when debug
+        // logs are on, so the hot path pays nothing for it; the refusal line
+        // below carries the id itself.
         let span =
-            tracing::info_span!("rpc", request_id = %rid, method = %method, caller = %caller);
+            tracing::debug_span!("rpc", request_id = %rid, method = %method, caller = %caller);
         Box::pin(
             async move {
                 let mut resp = inner.call(req).await?;
@@ -158,6 +161,9 @@ where
                     if status.code() != tonic::Code::Ok {
                         crate::metrics::get().error(status.code());
                         tracing::info!(
+                            request_id = %rid,
+                            method = %method,
+                            caller = %caller,
                             code = ?status.code(),
                             message = status.message(),
                             "request refused"
