@@ -10,6 +10,11 @@
 //! `store.write` (a chain append's write), `store.sync` (its fdatasync,
 //! after the write) and `store.cut_back` (cutting a failed append back).
 //!
+//! When `SIGIL_STALL_AT` names a point, the thread there waits while the
+//! file `SIGIL_STALL_WHILE` exists, as a slow disk would (a test holds an
+//! fsync as long as it needs, then lets it go). The point:
+//! `keyring.persist` (keys.json's durable write).
+//!
 //! Unset, each point is one comparison.
 
 use std::path::PathBuf;
@@ -56,4 +61,23 @@ pub fn io(name: &str) -> std::io::Result<()> {
         return Err(std::io::Error::from_raw_os_error(libc::EIO));
     }
     Ok(())
+}
+
+/// Waits while `SIGIL_STALL_WHILE`'s file exists if `SIGIL_STALL_AT` is
+/// `name`; otherwise does nothing.
+pub fn stall(name: &str) {
+    static AT: OnceLock<Option<(String, PathBuf)>> = OnceLock::new();
+    let at = AT.get_or_init(|| {
+        let point = std::env::var("SIGIL_STALL_AT").ok()?;
+        let file = std::env::var_os("SIGIL_STALL_WHILE")?;
+        Some((point, PathBuf::from(file)))
+    });
+    if let Some((point, file)) = at {
+        if point == name && file.exists() {
+            eprintln!("sigild: stall point {name} (SIGIL_STALL_AT)");
+            while file.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
 }

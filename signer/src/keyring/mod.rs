@@ -394,6 +394,9 @@ impl Keyring {
                 keys: next.clone(),
             })
             .map_err(|e| Error::Internal(e.to_string()))?;
+            // Readers (every batch's gate, SignDigest, the directory) do not
+            // wait on this write: only the swap below takes the lock.
+            crate::failpoint::stall("keyring.persist");
             write_atomic(&self.path, &text)?;
             *self.records.write().unwrap_or_else(PoisonError::into_inner) = next;
         }

@@ -29,6 +29,7 @@ mod fault_fsync;
 mod fault_token;
 mod front_stage;
 mod http_limits;
+mod keyring_readers;
 mod limits;
 mod observability_metrics;
 mod pkcs11_daemon;
