@@ -22,12 +22,12 @@ pub mod lifecycle;
 pub mod metered;
 pub mod metrics;
 pub mod ratelimit;
+pub mod receipts;
 pub mod record;
 pub mod registry;
 pub mod root_role;
 pub mod secrets;
 pub mod server;
-pub mod service;
 pub mod store;
 
 pub use error::Error;

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, Mutex};
 use crate::chain::Command;
 use crate::counters::Counters;
 use crate::failpoint;
-use crate::keyring::{ActiveKey, Keyring, Revoked};
+use crate::keyring::{KeyVersion, Keyring, Revoked};
 use crate::registry::Chains;
 use crate::root_role::Imported;
 use crate::Error;
@@ -24,9 +24,9 @@ use sigil_proto::directory::Through;
 /// A completed rotation.
 pub struct Rotated {
     /// The retired version.
-    pub old: ActiveKey,
+    pub old: KeyVersion,
     /// The new signing version.
-    pub new: ActiveKey,
+    pub new: KeyVersion,
     /// Chains that crossed the boundary.
     pub chains: Vec<String>,
 }
@@ -38,7 +38,7 @@ pub struct RevokedOn {
     /// Chains that carry the revocation receipt.
     pub chains: Vec<String>,
     /// The successor, when the revoked version was signing.
-    pub rotated_to: Option<ActiveKey>,
+    pub rotated_to: Option<KeyVersion>,
 }
 
 /// Rotation and revocation orchestration.
@@ -140,7 +140,7 @@ impl Lifecycle {
     }
 
     /// Has every chain of `name` cross to `target`, its signing version.
-    async fn cross_all(&self, name: &str, target: &ActiveKey) -> Result<Vec<String>, Error> {
+    async fn cross_all(&self, name: &str, target: &KeyVersion) -> Result<Vec<String>, Error> {
         let mut done = Vec::new();
         for (chain, h) in self.chains.chains_of_key(name).await {
             let target = target.clone();

@@ -9,7 +9,7 @@ use sigil_proto::timestamp;
 
 use super::tail::Tail;
 use super::{seal, Appended, Command, Ctx, DigestSigned, Reply, RevocationWritten, State};
-use crate::keyring::{ActiveKey, Revoked};
+use crate::keyring::{KeyVersion, Revoked};
 use crate::store::AppendError;
 use crate::Error;
 
@@ -18,7 +18,7 @@ pub(super) enum Outcome {
     Appended(Reply<Appended>, Result<Appended, Error>),
     Signed(Reply<DigestSigned>, Result<DigestSigned, Error>),
     Done(Reply<()>, Result<(), Error>),
-    Key(Reply<ActiveKey>, Result<ActiveKey, Error>),
+    Key(Reply<KeyVersion>, Result<KeyVersion, Error>),
     Revoked(Reply<RevocationWritten>, Result<RevocationWritten, Error>),
 }
 
@@ -103,9 +103,9 @@ struct Batch<'a> {
     answered: Vec<Outcome>,
     /// Signatures by key version (receipts of the chain's key, digests of
     /// a digest key), counted once durable.
-    signed: Vec<(ActiveKey, u64)>,
+    signed: Vec<(KeyVersion, u64)>,
     /// The key the batch began with (a boundary in it is a rotation).
-    began_with: ActiveKey,
+    began_with: KeyVersion,
     /// A session_close is in `buf`: nothing may follow it.
     closed: bool,
 }
@@ -188,7 +188,7 @@ impl Ctx {
     /// `target`: the old key's endorsement, then the new key's restart open.
     pub(super) fn cross_boundary(
         &self,
-        target: &ActiveKey,
+        target: &KeyVersion,
         tail: &mut Tail,
         buf: &mut Vec<u8>,
     ) -> Result<(), Error> {
@@ -256,7 +256,7 @@ impl Batch<'_> {
     }
 
     /// One more signature by `key` in this batch.
-    fn count(&mut self, key: &ActiveKey) {
+    fn count(&mut self, key: &KeyVersion) {
         match self.signed.iter_mut().find(|(k, _)| k == key) {
             Some((_, n)) => *n += 1,
             None => self.signed.push((key.clone(), 1)),
@@ -299,7 +299,7 @@ impl Batch<'_> {
 
     fn sign_digest(
         &mut self,
-        key: ActiveKey,
+        key: KeyVersion,
         digest: &[u8; 32],
         principal: &str,
         reply: Reply<DigestSigned>,
@@ -342,7 +342,7 @@ impl Batch<'_> {
     /// Crosses to `target` when it is a newer version of the tail's key
     /// name; replies, once the boundary is durable, with the key the chain
     /// signs with afterwards.
-    fn rotate(&mut self, target: &ActiveKey, reply: Reply<ActiveKey>) {
+    fn rotate(&mut self, target: &KeyVersion, reply: Reply<KeyVersion>) {
         let tail = &self.state.tail.key;
         let newer = target.id.name() == tail.id.name() && target.id.version() > tail.id.version();
         if !newer {

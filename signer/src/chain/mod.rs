@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counters;
-use crate::keyring::{ActiveKey, Keyring, Revoked};
+use crate::keyring::{KeyVersion, Keyring, Revoked};
 use crate::store::ChainFile;
 use crate::Error;
 use tail::Tail;
@@ -85,7 +85,7 @@ pub struct DigestSigned {
     /// Ed25519 signature over the digest.
     pub signature: [u8; 64],
     /// Signing key version.
-    pub key: ActiveKey,
+    pub key: KeyVersion,
     /// Ledger receipt.
     pub ledger: Appended,
 }
@@ -116,7 +116,7 @@ pub enum Command {
     /// signs a chain.
     SignDigest {
         /// The digest key's signing version.
-        key: ActiveKey,
+        key: KeyVersion,
         /// The 32-byte digest.
         digest: [u8; 32],
         /// Who asked.
@@ -134,9 +134,9 @@ pub enum Command {
     /// when the chain is already on it or past it).
     Rotate {
         /// The version to cross to.
-        target: ActiveKey,
+        target: KeyVersion,
         /// The key the chain signs with afterwards.
-        reply: Reply<ActiveKey>,
+        reply: Reply<KeyVersion>,
     },
     /// Write a receipt recording a key revocation.
     RecordRevocation {

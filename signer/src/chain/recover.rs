@@ -6,7 +6,7 @@ use std::path::Path;
 use super::scan::{self, Cut, ScanError};
 use super::tail::Tail;
 use super::{seal, Ctx, State, LEDGER_PREFIX};
-use crate::keyring::ActiveKey;
+use crate::keyring::KeyVersion;
 use crate::store::{self, ChainFile, Recovered};
 use crate::Error;
 
@@ -52,7 +52,7 @@ impl Ctx {
     }
 
     /// Starts the chain in an empty (or never acknowledged) file.
-    fn genesis(&self, mut file: ChainFile, key: ActiveKey) -> Result<State, Error> {
+    fn genesis(&self, mut file: ChainFile, key: KeyVersion) -> Result<State, Error> {
         if !file.is_empty() {
             file.cut_to(0)?;
         }
@@ -74,7 +74,7 @@ impl Ctx {
 
     /// Resumes the chain from what its file holds: after a restart open (or
     /// the boundary to `key`), a receipt recording what was cut.
-    fn resume(&self, rec: Recovered, key: &ActiveKey) -> Result<State, Error> {
+    fn resume(&self, rec: Recovered, key: &KeyVersion) -> Result<State, Error> {
         if rec.cut > 0 {
             tracing::warn!(chain = %self.name, bytes = rec.cut, "cut a torn last line (never acknowledged)");
         }

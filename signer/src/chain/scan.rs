@@ -28,7 +28,7 @@ use sigil_proto::receipt::{self, session, Entry, Receipt};
 use sigil_proto::{chain, timestamp};
 
 use super::tail::Tail;
-use crate::keyring::ActiveKey;
+use crate::keyring::KeyVersion;
 
 /// What recovery read from a chain file's whole lines.
 pub(super) struct Scanned {
@@ -122,7 +122,7 @@ pub(super) fn scan(
     bytes: &[u8],
     window: usize,
     key_name: &str,
-    key_of: impl Fn(&str) -> Option<ActiveKey>,
+    key_of: impl Fn(&str) -> Option<KeyVersion>,
 ) -> Result<Scanned, ScanError> {
     let lines = split(bytes);
     let (mut links, mut bad) = follow(&lines);
@@ -261,7 +261,7 @@ fn rebuild(
     lines: &[Line<'_>],
     links: &[Link],
     g: &Link,
-    key: ActiveKey,
+    key: KeyVersion,
     last: &Receipt,
     window: usize,
 ) -> Tail {

@@ -13,7 +13,7 @@ use sigil_proto::timestamp;
 
 use super::tail::Tail;
 use super::{Appended, Settings};
-use crate::keyring::{ActiveKey, Revoked};
+use crate::keyring::{KeyVersion, Revoked};
 use crate::record::reserved;
 use crate::Error;
 
@@ -84,7 +84,7 @@ pub(super) fn seal(
 /// depends on it is written; in-process signers are ed25519-dalek itself.
 pub(crate) fn check_signature(
     backend: &dyn Backend,
-    key: &ActiveKey,
+    key: &KeyVersion,
     message: &[u8],
     signature: &str,
 ) -> Result<(), Error> {
@@ -156,7 +156,7 @@ pub(super) fn rotation(
     backend: &dyn Backend,
     chain: &str,
     tail: &mut Tail,
-    new: &ActiveKey,
+    new: &KeyVersion,
     settings: &Settings,
 ) -> Result<(String, Appended), Error> {
     let old = tail.key.clone();
@@ -286,7 +286,7 @@ pub(super) fn cut_record(
 /// The receipt recording a SignDigest.
 pub(super) fn sign_digest_record(
     digest: &[u8; 32],
-    key: &ActiveKey,
+    key: &KeyVersion,
     principal: &str,
 ) -> Map<String, Value> {
     let mut m = Map::new();

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use time::OffsetDateTime;
 
-use crate::keyring::ActiveKey;
+use crate::keyring::KeyVersion;
 
 /// Everything the next receipt of a chain depends on.
 pub(super) struct Tail {
@@ -23,7 +23,7 @@ pub(super) struct Tail {
     /// Heartbeats written in this run.
     pub beat: u64,
     /// The key that signed the last receipt and signs the next.
-    pub key: ActiveKey,
+    pub key: KeyVersion,
     /// Timestamp of the last receipt: the next is never earlier, whatever
     /// the clock says, so time never goes back within a chain.
     pub last_time: Option<OffsetDateTime>,
@@ -41,7 +41,7 @@ pub(super) struct Tail {
 
 impl Tail {
     /// A tail before any receipt.
-    pub(super) fn new(key: ActiveKey, anchor: String, window: usize) -> Tail {
+    pub(super) fn new(key: KeyVersion, anchor: String, window: usize) -> Tail {
         Tail {
             seq: 0,
             hash: anchor,
@@ -106,7 +106,7 @@ mod tests {
     use super::*;
 
     fn tail(window: usize) -> Tail {
-        let key = ActiveKey {
+        let key = KeyVersion {
             id: sigil_keys::KeyId::new("k", 1).expect("id"),
             public_hex: String::new(),
         };

@@ -28,9 +28,9 @@ mod records;
 
 use records::{key_of, Begin, File, Record};
 
-/// A key version that signs (or signed) receipts.
+/// One version of a key name, in any state: its backend id and public key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActiveKey {
+pub struct KeyVersion {
     /// Name and version.
     pub id: KeyId,
     /// Lowercase hex public key.
@@ -41,7 +41,7 @@ pub struct ActiveKey {
 #[derive(Clone, Debug)]
 pub struct Revoked {
     /// The revoked version.
-    pub key: ActiveKey,
+    pub key: KeyVersion,
     /// When it was revoked.
     pub revoked_at: String,
     /// From when its signatures are not trusted.
@@ -118,7 +118,7 @@ impl Keyring {
     /// Makes sure `name` has a signing version, generating version 1 on a
     /// first start, and that the backend holds the key the records name.
     /// Blocking.
-    pub fn ensure(&self, name: &str) -> Result<ActiveKey, Error> {
+    pub fn ensure(&self, name: &str) -> Result<KeyVersion, Error> {
         if let Some(key) = self.signing_key(name) {
             self.check_in_backend(&key)?;
             return Ok(key);
@@ -127,7 +127,7 @@ impl Keyring {
     }
 
     /// Creates key name `name` (version 1). Fails if it exists. Blocking.
-    pub fn create(&self, name: &str) -> Result<ActiveKey, Error> {
+    pub fn create(&self, name: &str) -> Result<KeyVersion, Error> {
         KeyId::new(name, 1)?;
         if self.read().iter().any(|r| r.entry.name == name) {
             return Err(Error::AlreadyExists(format!(
@@ -137,7 +137,7 @@ impl Keyring {
         self.generate_version(name, 1, None, false)
     }
 
-    fn check_in_backend(&self, key: &ActiveKey) -> Result<(), Error> {
+    fn check_in_backend(&self, key: &KeyVersion) -> Result<(), Error> {
         match self.backend.find(&key.id)? {
             Some(pk) if pk.to_hex() == key.public_hex => Ok(()),
             Some(pk) => Err(Error::Corrupt(format!(
@@ -159,9 +159,9 @@ impl Keyring {
         &self,
         name: &str,
         version: u32,
-        endorser: Option<&ActiveKey>,
+        endorser: Option<&KeyVersion>,
         standby: bool,
-    ) -> Result<ActiveKey, Error> {
+    ) -> Result<KeyVersion, Error> {
         let namespace = self.lock_meta().namespace.clone();
         let id = KeyId::new(name, version)?.in_namespace(&namespace)?;
         let label = id.label();
@@ -224,7 +224,7 @@ impl Keyring {
         self.lock_meta().generating.retain(|l| l != &label);
         self.update(|records| records.push(record))?;
         tracing::info!(key = %id, public_key = %public.to_hex(), backend = custody.backend, "generated key");
-        Ok(ActiveKey {
+        Ok(KeyVersion {
             id,
             public_hex: public.to_hex(),
         })
@@ -232,12 +232,12 @@ impl Keyring {
 
     /// The version of `name` that signs now: the newest active one
     /// (a pending successor signs as soon as it is recorded).
-    pub fn signing_key(&self, name: &str) -> Option<ActiveKey> {
+    pub fn signing_key(&self, name: &str) -> Option<KeyVersion> {
         records::signing(&self.read(), name)
     }
 
     /// The version of `name` with this public key, in any state.
-    pub fn version_with(&self, name: &str, public_hex: &str) -> Option<ActiveKey> {
+    pub fn version_with(&self, name: &str, public_hex: &str) -> Option<KeyVersion> {
         self.read()
             .iter()
             .find(|r| r.entry.name == name && r.entry.public_key == public_hex)
@@ -265,7 +265,7 @@ impl Keyring {
     /// Starts a rotation of `name`: generates the successor of its signing
     /// version and records it, pending. Resumes one already begun.
     /// Returns (predecessor, successor). Blocking.
-    pub fn begin_rotation(&self, name: &str) -> Result<(ActiveKey, ActiveKey), Error> {
+    pub fn begin_rotation(&self, name: &str) -> Result<(KeyVersion, KeyVersion), Error> {
         let begun = records::begin(&self.read(), name)?;
         match begun {
             Begin::Resume { old, new } => Ok((old, new)),

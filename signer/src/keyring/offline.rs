@@ -9,7 +9,7 @@ use sigil_proto::root::{Custody, Signed};
 use sigil_proto::timestamp;
 use time::OffsetDateTime;
 
-use super::{key_of, ActiveKey, Keyring, Record};
+use super::{key_of, KeyVersion, Keyring, Record};
 use crate::root_role::Imported;
 use crate::store::write_atomic;
 use crate::Error;
@@ -19,7 +19,7 @@ impl Keyring {
     /// version of the chain key that the keyset certifies, unrevoked and
     /// inside its window, signs (chains, ledgers, the directory); without
     /// one, every version the records hold as signing does.
-    pub fn may_sign(&self, key: &ActiveKey) -> Result<(), Error> {
+    pub fn may_sign(&self, key: &KeyVersion) -> Result<(), Error> {
         if key.id.name() != self.directory_key {
             return Ok(());
         }
@@ -34,7 +34,7 @@ impl Keyring {
 
     /// When `key`'s certified window closes (`None`: no root, or not
     /// certified).
-    pub fn window_end(&self, key: &ActiveKey) -> Option<OffsetDateTime> {
+    pub fn window_end(&self, key: &KeyVersion) -> Option<OffsetDateTime> {
         self.root.not_after(&key.public_hex)
     }
 
@@ -77,7 +77,7 @@ impl Keyring {
     }
 
     /// Makes the lowest certified standby of `name` the pending successor.
-    pub(super) fn activate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
+    pub(super) fn activate_standby(&self, name: &str) -> Result<KeyVersion, Error> {
         let records = self.read();
         let now = OffsetDateTime::now_utc();
         let Some(next) = records
@@ -138,7 +138,7 @@ impl Keyring {
     /// older verifiers) by the version before it; a revoked one may be gone
     /// from the token and vouches for nothing, so the standby then goes
     /// without.
-    fn generate_standby(&self, name: &str) -> Result<ActiveKey, Error> {
+    fn generate_standby(&self, name: &str) -> Result<KeyVersion, Error> {
         let (prev, next) = {
             let records = self.read();
             let newest = records
@@ -157,7 +157,7 @@ impl Keyring {
     /// The request for the officers: the standbys of `name` not yet
     /// certified and its history, signed by each new key (proof of
     /// possession) and by `signing`.
-    fn request(&self, name: &str, signing: ActiveKey) -> Result<Signed<Request>, Error> {
+    fn request(&self, name: &str, signing: KeyVersion) -> Result<Signed<Request>, Error> {
         let records = self.read().clone();
         let mut mine: Vec<&Record> = records.iter().filter(|r| r.entry.name == name).collect();
         mine.sort_by_key(|r| r.entry.version);
@@ -226,7 +226,7 @@ impl Keyring {
     pub(super) fn statement(
         &self,
         dir: &Directory,
-        signer: &ActiveKey,
+        signer: &KeyVersion,
     ) -> Result<Option<Value>, Error> {
         // `publish` only calls this for a signer `may_sign` allowed.
         if !self.root.required() {

@@ -10,7 +10,7 @@ use sigil_keys::KeyId;
 use sigil_proto::directory::{KeyEntry, KeyState, Through};
 use sigil_proto::timestamp;
 
-use super::{ActiveKey, Revoked};
+use super::{KeyVersion, Revoked};
 use crate::Error;
 
 /// One key version, as keys.json records it.
@@ -55,13 +55,13 @@ pub(super) struct File {
 }
 
 /// The key a record names, in the backend's namespace.
-pub(super) fn key_of(r: &Record) -> Option<ActiveKey> {
+pub(super) fn key_of(r: &Record) -> Option<KeyVersion> {
     let id = KeyId::new(&r.entry.name, r.entry.version).ok()?;
     let id = match &r.namespace {
         Some(ns) => id.in_namespace(ns).ok()?,
         None => id,
     };
-    Some(ActiveKey {
+    Some(KeyVersion {
         id,
         public_hex: r.entry.public_key.clone(),
     })
@@ -79,7 +79,7 @@ pub(super) fn revoked_of(r: &Record) -> Option<Revoked> {
 
 /// The version of `name` that signs now: the newest active one (a pending
 /// successor signs as soon as it is recorded).
-pub(super) fn signing(records: &[Record], name: &str) -> Option<ActiveKey> {
+pub(super) fn signing(records: &[Record], name: &str) -> Option<KeyVersion> {
     records
         .iter()
         .filter(|r| r.active_of(name))
@@ -112,14 +112,14 @@ pub(super) enum Begin {
     /// cross): finish it to this successor.
     Resume {
         /// The signing version before the rotation.
-        old: ActiveKey,
+        old: KeyVersion,
         /// Its pending successor.
-        new: ActiveKey,
+        new: KeyVersion,
     },
     /// Make a successor of `old` as version `version`.
     Next {
         /// The signing version.
-        old: ActiveKey,
+        old: KeyVersion,
         /// The version number the successor takes.
         version: u32,
     },
@@ -260,7 +260,7 @@ mod tests {
         }
     }
 
-    fn version(k: &ActiveKey) -> u32 {
+    fn version(k: &KeyVersion) -> u32 {
         k.id.version()
     }
 

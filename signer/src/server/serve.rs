@@ -24,8 +24,8 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::front::{FrontLayer, Listener};
 use crate::ratelimit::RateLimit;
+use crate::receipts::ReceiptService;
 use crate::registry::Chains;
-use crate::service::ReceiptService;
 use crate::Error;
 
 type TcpRouter = tonic::transport::server::Router<Stack<FrontLayer, Identity>>;

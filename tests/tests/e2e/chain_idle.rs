@@ -66,13 +66,22 @@ async fn an_idle_chain_is_closed_released_and_reopened_on_demand() {
             == Some("idle")),
         "no idle session_close"
     );
-    // Its file is closed: the daemon holds no descriptor for it.
-    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.unwrap().path()).ok())
-        .map(|p| p.display().to_string())
-        .collect();
-    assert!(!fds.iter().any(|f| f.ends_with("idle.jsonl")), "{fds:?}");
+    // Its file is closed: the daemon holds no descriptor for it (released
+    // just after the close is durable, so looked for until it is gone).
+    let fds = || -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .map(|p| p.display().to_string())
+            .collect()
+    };
+    assert!(
+        sigil_tests::wait_until(Duration::from_secs(5), || !fds()
+            .iter()
+            .any(|f| f.ends_with("idle.jsonl"))),
+        "{:?}",
+        fds()
+    );
     // Reopened on demand.
     let a = c.append("idle", &record(1)).await.unwrap();
     assert!(a.chain_seq > 0);
