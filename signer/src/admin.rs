@@ -147,10 +147,6 @@ impl KeyAdmin for AdminService {
         &self,
         request: Request<GetDirectoryRequest>,
     ) -> Result<Response<GetDirectoryResponse>, Status> {
-        // The directory is public to any caller the front stage resolved.
-        front::caller(&request)?;
-        Ok(Response::new(GetDirectoryResponse {
-            directory_json: self.keyring.directory().to_json(),
-        }))
+        front::directory(&request, &self.keyring)
     }
 }

@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use sigil_proto::v1::GetDirectoryResponse;
 use tonic::codegen::http;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo, UdsConnectInfo};
 use tonic::{Request, Status};
@@ -20,6 +21,7 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use crate::auth::{Auth, Caller};
+use crate::keyring::Keyring;
 use crate::Error;
 
 /// Metadata key carrying a request id, given by the client or made here.
@@ -78,6 +80,18 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         // bypassed it has no identity and gets none.
         None => Err(Error::Unauthenticated("the caller was not resolved".into()).into()),
     }
+}
+
+/// The GetDirectory answer both services give: the directory is public to
+/// any caller the front stage resolved.
+pub fn directory<T>(
+    request: &Request<T>,
+    keyring: &Keyring,
+) -> Result<tonic::Response<GetDirectoryResponse>, Status> {
+    caller(request)?;
+    Ok(tonic::Response::new(GetDirectoryResponse {
+        directory_json: keyring.directory().to_json(),
+    }))
 }
 
 /// The front stage as a tower layer.
