@@ -8,8 +8,9 @@
 //! root: trust on fetch). Digest keys, versions outside the lineage, and a
 //! revoked version past where its revocation took effect are refused.
 
-use sigil_proto::chain::{self, Options, Policy, Summary};
+use sigil_proto::chain::{self, Options, Summary};
 use sigil_proto::lineage::Lineage;
+use sigil_proto::policy::{check_policy, Policy};
 use sigil_proto::receipt::{self, Receipt};
 use sigil_proto::{timestamp, Error};
 
@@ -58,7 +59,7 @@ pub fn receipt(text: &str, anchor: &Anchor, policy: &Policy) -> Result<Receipt, 
             }
         }
     }
-    chain::check_policy(&r, policy)?;
+    check_policy(&r, policy)?;
     Ok(r)
 }
 

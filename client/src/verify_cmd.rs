@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sigil_client::{fetch, verify};
-use sigil_proto::chain::{Options, Policy};
+use sigil_proto::chain::Options;
 use sigil_proto::directory::Directory;
 use sigil_proto::endorsement::Endorsement;
 use sigil_proto::lineage::{Freshness, HighWater, Lineage};
+use sigil_proto::policy::Policy;
 
 use crate::root_pin::{self, RootPin};
 

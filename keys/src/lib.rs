@@ -75,7 +75,10 @@ pub trait Backend: Send + Sync {
 
     /// Keeps device sessions from idling out (a YubiHSM 2 drops a session
     /// after 30 s); the daemon calls it every few seconds when idle. Also a
-    /// cheap liveness probe. The default does nothing.
+    /// cheap liveness probe. The default does nothing. A decorator (a
+    /// deadline, metrics) must forward this and [`Backend::signs_in_process`]
+    /// to what it wraps, or it hides the token's health and the
+    /// sign-then-verify rule.
     fn keepalive(&self) -> Result<(), KeyError> {
         Ok(())
     }

@@ -8,8 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sigil_proto::chain::{self, Options, Policy};
+use sigil_proto::chain::{self, Options};
 use sigil_proto::endorsement::Endorsement;
+use sigil_proto::policy::{check_policy, Policy};
 use sigil_proto::receipt;
 use time::macros::datetime;
 
@@ -59,7 +60,7 @@ fn run(fixture: &Value, policy: Policy) -> Result<Option<String>, String> {
     } else {
         let r = receipt::parse_receipt(&text).map_err(|e| e.to_string())?;
         receipt::verify(&r, Some(&pinned)).map_err(|e| e.to_string())?;
-        chain::check_policy(&r, &policy).map_err(|e| e.to_string())?;
+        check_policy(&r, &policy).map_err(|e| e.to_string())?;
         // The corpus's expected_root_hash predates `ext` being part of the
         // receipt hash (Go and pipelock-verify 0.4.1 now include it), so
         // compare against the hash of the envelope without it.

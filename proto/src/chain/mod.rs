@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::endorsement::Endorsement;
-pub use crate::policy::{check_policy, Policy};
+use crate::policy::Policy;
 use crate::receipt::{self, Entry, Receipt};
 use crate::Error;
 use walk::Walk;

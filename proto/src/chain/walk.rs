@@ -58,11 +58,11 @@ fn control<'r>(r: &'r Receipt, payload: &str) -> Option<&'r Map<String, Value>> 
         .as_object()
 }
 
-fn s<'m>(m: &'m Map<String, Value>, k: &str) -> &'m str {
+fn str_member<'m>(m: &'m Map<String, Value>, k: &str) -> &'m str {
     m.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-fn u(m: &Map<String, Value>, k: &str) -> u64 {
+fn u64_member(m: &Map<String, Value>, k: &str) -> u64 {
     m.get(k).and_then(Value::as_u64).unwrap_or(0)
 }
 
@@ -211,13 +211,13 @@ impl<'a> Walk<'a> {
             return fail("chain_seq must restart at 0");
         }
         // Exact strings, as pipelock-verify compares them.
-        if s(kt, "prior_signer_key") != self.expected_key {
+        if str_member(kt, "prior_signer_key") != self.expected_key {
             return fail("prior_signer_key is not the current key");
         }
         if kt.get("prior_chain_seq").and_then(Value::as_u64) != Some(self.prev_seq) {
             return fail("prior_chain_seq is not the last chain_seq");
         }
-        if s(kt, "prior_chain_hash") != self.prev_hash || prev != self.prev_hash {
+        if str_member(kt, "prior_chain_hash") != self.prev_hash || prev != self.prev_hash {
             return fail("prior_chain_hash / chain_prev_hash is not the tail hash");
         }
         self.end_segment(false)?;
@@ -272,11 +272,11 @@ impl<'a> Walk<'a> {
         let Some(open) = open_payload(r) else {
             return fail("a g1: anchor needs a session_open receipt");
         };
-        if s(open, "genesis_hash") != prev
-            || u(open, "chain_open_seq") != 0
-            || !s(open, "prior_chain_head").is_empty()
-            || u(open, "prior_chain_seq") != 0
-            || s(open, "run_nonce") != r.str_field("run_nonce")
+        if str_member(open, "genesis_hash") != prev
+            || u64_member(open, "chain_open_seq") != 0
+            || !str_member(open, "prior_chain_head").is_empty()
+            || u64_member(open, "prior_chain_seq") != 0
+            || str_member(open, "run_nonce") != r.str_field("run_nonce")
         {
             return fail("the session_open does not match its g1: anchor");
         }
@@ -296,30 +296,30 @@ impl<'a> Walk<'a> {
             return Ok(());
         }
         if let Some(open) = open_payload(r) {
-            if s(open, "run_nonce") != run {
+            if str_member(open, "run_nonce") != run {
                 return fail("session_open run_nonce differs from the receipt's".into());
             }
-            if s(open, "open_nonce").is_empty() {
+            if str_member(open, "open_nonce").is_empty() {
                 return fail("session_open without open_nonce".into());
             }
             if self.runs.contains_key(run) {
                 return fail(format!("run {run} opened twice"));
             }
             if let Some(sid) = &self.session_id {
-                if s(open, "recorder_session") != sid {
+                if str_member(open, "recorder_session") != sid {
                     return fail(format!(
                         "session_open for recorder session {:?}, expected {sid:?}",
-                        s(open, "recorder_session")
+                        str_member(open, "recorder_session")
                     ));
                 }
             }
             if i > 0 {
-                if prev.starts_with("g1:") || !s(open, "genesis_hash").is_empty() {
+                if prev.starts_with("g1:") || !str_member(open, "genesis_hash").is_empty() {
                     return fail("a restart session_open cannot be a genesis".into());
                 }
-                if u(open, "chain_open_seq") != seq
-                    || s(open, "prior_chain_head") != self.prev_hash
-                    || u(open, "prior_chain_seq") != self.prev_seq
+                if u64_member(open, "chain_open_seq") != seq
+                    || str_member(open, "prior_chain_head") != self.prev_hash
+                    || u64_member(open, "prior_chain_seq") != self.prev_seq
                 {
                     return fail(
                         "restart session_open does not point at the previous receipt".into(),
@@ -329,7 +329,7 @@ impl<'a> Walk<'a> {
             self.runs.insert(
                 run.to_owned(),
                 Run {
-                    open_nonce: s(open, "open_nonce").to_owned(),
+                    open_nonce: str_member(open, "open_nonce").to_owned(),
                     closed: false,
                 },
             );
@@ -341,24 +341,30 @@ impl<'a> Walk<'a> {
         };
         let active = self.active.as_deref() == Some(run);
         if let Some(hb) = control(r, "heartbeat") {
-            if !active || s(hb, "run_nonce") != run || s(hb, "open_nonce") != state.open_nonce {
+            if !active
+                || str_member(hb, "run_nonce") != run
+                || str_member(hb, "open_nonce") != state.open_nonce
+            {
                 return fail("heartbeat for a run that is not the active one".into());
             }
-            if s(hb, "chain_head") != self.prev_hash
-                || Some(u(hb, "chain_seq_head")) != seq.checked_sub(1)
+            if str_member(hb, "chain_head") != self.prev_hash
+                || Some(u64_member(hb, "chain_seq_head")) != seq.checked_sub(1)
             {
                 return fail(
                     "heartbeat chain_head / chain_seq_head is not the previous receipt".into(),
                 );
             }
         } else if let Some(c) = control(r, "close") {
-            if !active || s(c, "run_nonce") != run || s(c, "open_nonce") != state.open_nonce {
+            if !active
+                || str_member(c, "run_nonce") != run
+                || str_member(c, "open_nonce") != state.open_nonce
+            {
                 return fail("session_close for a run that is not the active one".into());
             }
             let count = (i - self.segment_start + 1) as u64;
-            if s(c, "root_hash") != self.prev_hash
-                || u(c, "final_seq") != seq
-                || u(c, "receipt_count") != count
+            if str_member(c, "root_hash") != self.prev_hash
+                || u64_member(c, "final_seq") != seq
+                || u64_member(c, "receipt_count") != count
             {
                 return fail(format!(
                     "session_close does not describe the segment (expected final_seq {seq}, receipt_count {count})"
