@@ -1,7 +1,9 @@
 //! The receipt transparency log's formats: an RFC 6962 (RFC 9162 §2.1)
 //! Merkle tree of SHA-256 hashes, its inclusion and consistency proofs,
-//! C2SP signed notes and checkpoints, and C2SP tlog-tiles paths. Pure: no
-//! I/O, no keys; the daemon stores the tree and signs, verifiers check.
+//! C2SP signed notes and checkpoints, and C2SP tlog-tiles paths, entry
+//! bundles and reading the tree from tiles. Pure: no I/O, no keys; the
+//! daemon stores the tree and signs, verifiers check, and reading a file
+//! is a trait the caller implements ([`TileFetch`]).
 //!
 //! A receipt's leaf binds the chain to the receipt:
 //! `chain || 0x00 || receipt_hash` (the receipt hash as its lowercase hex
@@ -10,10 +12,14 @@
 mod checkpoint;
 mod note;
 mod tile;
+mod tiles;
 
 pub use checkpoint::Checkpoint;
 pub use note::{key_hash, Note, NoteKey, NoteSignature};
 pub use tile::{tile_path, TILE_HEIGHT, TILE_WIDTH};
+pub use tiles::{
+    encode_entries, entries_path, parse_entries, read_entries, tile_width, TileFetch, TileHashes,
+};
 
 use sha2::{Digest, Sha256};
 
@@ -61,13 +67,47 @@ pub fn receipt_leaf(chain: &str, receipt_hash: &str) -> Vec<u8> {
     v
 }
 
-/// The largest power of two smaller than `n` (`n` > 1).
-fn split(n: usize) -> usize {
-    let mut k = 1;
-    while k << 1 < n {
-        k <<= 1;
+/// Hashes of perfect subtrees, from wherever the tree is kept: a slice of
+/// every leaf hash ([`Leaves`]) or a log's hash tiles ([`TileHashes`]).
+/// Roots and proofs need nothing else, so a verifier computes them for a
+/// checkpoint's size without holding every leaf.
+pub trait HashSource {
+    /// The hash of the perfect subtree of height `height` (2^height leaves)
+    /// whose first leaf is `index << height`.
+    fn subtree(&mut self, height: u8, index: u64) -> Result<Hash, LogError>;
+}
+
+/// A slice of all leaf hashes is a [`HashSource`].
+pub struct Leaves<'a>(pub &'a [Hash]);
+
+impl HashSource for Leaves<'_> {
+    fn subtree(&mut self, height: u8, index: u64) -> Result<Hash, LogError> {
+        let size = self.0.len() as u64;
+        match subtree_leaves(height, index) {
+            // end <= size = len, so both ends fit a usize and index the slice.
+            Some((start, end)) if end <= size => Ok(root(&self.0[start as usize..end as usize])),
+            _ => fail(outside(height, index, size)),
+        }
     }
-    k
+}
+
+/// The leaves `[start, end)` under the perfect subtree of height `height`
+/// at `index`; None past 2^64.
+fn subtree_leaves(height: u8, index: u64) -> Option<(u64, u64)> {
+    let n = 1u64.checked_shl(height.into())?;
+    let start = index.checked_mul(n)?;
+    Some((start, start.checked_add(n)?))
+}
+
+fn outside(height: u8, index: u64, size: u64) -> String {
+    format!(
+        "the subtree of height {height} at index {index} is not inside the tree of {size} leaves"
+    )
+}
+
+/// The largest power of two smaller than `n` (`n` > 1).
+fn split(n: u64) -> u64 {
+    1 << (63 - (n - 1).leading_zeros())
 }
 
 /// The Merkle tree hash (RFC 6962 MTH) over leaf hashes.
@@ -76,7 +116,7 @@ pub fn root(leaves: &[Hash]) -> Hash {
         [] => empty_root(),
         [one] => *one,
         _ => {
-            let k = split(leaves.len());
+            let k = split(leaves.len() as u64) as usize;
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
     }
@@ -85,62 +125,118 @@ pub fn root(leaves: &[Hash]) -> Hash {
 /// The inclusion proof (RFC 6962 PATH) of leaf `index` in the tree of
 /// `leaves`.
 pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Result<Vec<Hash>, LogError> {
-    if index >= leaves.len() {
-        return fail(format!(
-            "leaf {index} is not in a tree of {} leaves",
-            leaves.len()
-        ));
-    }
-    let mut proof = Vec::new();
-    path(index, leaves, &mut proof);
-    Ok(proof)
-}
-
-fn path(m: usize, d: &[Hash], out: &mut Vec<Hash>) {
-    if d.len() <= 1 {
-        return;
-    }
-    let k = split(d.len());
-    if m < k {
-        path(m, &d[..k], out);
-        out.push(root(&d[k..]));
-    } else {
-        path(m - k, &d[k..], out);
-        out.push(root(&d[..k]));
-    }
+    prove_inclusion(&mut Leaves(leaves), index as u64, leaves.len() as u64)
 }
 
 /// The consistency proof (RFC 6962 PROOF) of the tree of the first `m`
 /// leaves with the tree of all `leaves`.
 pub fn consistency_proof(m: usize, leaves: &[Hash]) -> Result<Vec<Hash>, LogError> {
-    if m > leaves.len() {
+    prove_consistency(&mut Leaves(leaves), m as u64, leaves.len() as u64)
+}
+
+/// Root of the tree of the first `size` leaves.
+pub fn tree_root(src: &mut impl HashSource, size: u64) -> Result<Hash, LogError> {
+    if size == 0 {
+        return Ok(empty_root());
+    }
+    range_root(src, 0, size)
+}
+
+/// MTH of the `len` (> 0) leaves from `start`. RFC 6962's splits keep
+/// `start` a multiple of the range's next power of two, so every perfect
+/// range met here is one subtree the source holds.
+fn range_root(src: &mut impl HashSource, start: u64, len: u64) -> Result<Hash, LogError> {
+    if len.is_power_of_two() && start.is_multiple_of(len) {
+        let height = len.trailing_zeros();
+        // height < 64, so it fits a u8.
+        return src.subtree(height as u8, start >> height);
+    }
+    let k = split(len);
+    let left = range_root(src, start, k)?;
+    let right = range_root(src, start + k, len - k)?;
+    Ok(node_hash(&left, &right))
+}
+
+/// Inclusion proof (RFC 6962 PATH) of leaf `index` in the tree of `size`
+/// leaves.
+pub fn prove_inclusion(
+    src: &mut impl HashSource,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, LogError> {
+    if index >= size {
+        return fail(format!("leaf {index} is not in a tree of {size} leaves"));
+    }
+    let mut proof = Vec::new();
+    path(src, index, 0, size, &mut proof)?;
+    Ok(proof)
+}
+
+/// PATH(m, D[start..start + n]), appended to `out` leaf end first.
+fn path(
+    src: &mut impl HashSource,
+    m: u64,
+    start: u64,
+    n: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), LogError> {
+    if n <= 1 {
+        return Ok(());
+    }
+    let k = split(n);
+    if m < k {
+        path(src, m, start, k, out)?;
+        out.push(range_root(src, start + k, n - k)?);
+    } else {
+        path(src, m - k, start + k, n - k, out)?;
+        out.push(range_root(src, start, k)?);
+    }
+    Ok(())
+}
+
+/// Consistency proof (RFC 6962 PROOF) between trees of `first` and
+/// `second` leaves.
+pub fn prove_consistency(
+    src: &mut impl HashSource,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, LogError> {
+    if first > second {
         return fail(format!(
-            "a tree of {m} leaves is not a prefix of one of {}",
-            leaves.len()
+            "a tree of {first} leaves is not a prefix of one of {second}"
         ));
     }
     let mut proof = Vec::new();
-    if m > 0 {
-        subproof(m, leaves, true, &mut proof);
+    if first > 0 {
+        subproof(src, first, 0, second, true, &mut proof)?;
     }
     Ok(proof)
 }
 
-fn subproof(m: usize, d: &[Hash], whole: bool, out: &mut Vec<Hash>) {
-    if m == d.len() {
+/// SUBPROOF(m, D[start..start + n], whole), appended to `out`.
+fn subproof(
+    src: &mut impl HashSource,
+    m: u64,
+    start: u64,
+    n: u64,
+    whole: bool,
+    out: &mut Vec<Hash>,
+) -> Result<(), LogError> {
+    if m == n {
         if !whole {
-            out.push(root(d));
+            out.push(range_root(src, start, n)?);
         }
-        return;
+        return Ok(());
     }
-    let k = split(d.len());
+    let k = split(n);
     if m <= k {
-        subproof(m, &d[..k], whole, out);
-        out.push(root(&d[k..]));
+        subproof(src, m, start, k, whole, out)?;
+        out.push(range_root(src, start + k, n - k)?);
     } else {
-        subproof(m - k, &d[k..], false, out);
-        out.push(root(&d[..k]));
+        subproof(src, m - k, start + k, n - k, false, out)?;
+        out.push(range_root(src, start, k)?);
     }
+    Ok(())
 }
 
 /// Right-shifts `a` and `b` together until `a`'s lowest bit is set or `a`
