@@ -9,11 +9,13 @@ use sigil_proto::endorsement::Endorsement;
 use sigil_proto::receipt::{self, Entry};
 
 mod docs;
+mod log_cmd;
 #[cfg(feature = "root")]
 mod root_cmd;
 mod root_pin;
 mod verify_cmd;
 
+use log_cmd::LogCommand;
 use verify_cmd::{VerifyCommand, RUNTIME, USAGE, VALID};
 
 /// sigil: append receipts, sign digests, read the key directory, and verify
@@ -94,6 +96,11 @@ enum Command {
     Verify {
         #[command(subcommand)]
         command: VerifyCommand,
+    },
+    /// Watch sigild's receipt log (a witness or an auditor runs this).
+    Log {
+        #[command(subcommand)]
+        command: LogCommand,
     },
     /// Measure durable append throughput and latency against a sigild it starts.
     Bench(bench::BenchArgs),
@@ -231,6 +238,7 @@ async fn run(cli: Cli) -> u8 {
     };
     let result = match cli.command {
         Command::Verify { command } => return verify_cmd::run(command).await,
+        Command::Log { command } => return log_cmd::run(command).await,
         Command::Append { chain, record } => append(&target, &chain, &record).await,
         Command::SignDigest { key, digest } => sign_digest(&target, &key, &digest).await,
         Command::Directory { root_key } => match connect(&target).await {

@@ -102,6 +102,11 @@ pub(crate) enum VerifyCommand {
         file: PathBuf,
         #[command(flatten)]
         anchor: AnchorArgs,
+        /// Also prove the receipt is in sigild's receipt log
+        /// (`http://HOST:PORT/log` or a log directory), under a checkpoint
+        /// signed by a key the anchor vouches for.
+        #[arg(long)]
+        log: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -118,6 +123,13 @@ pub(crate) enum VerifyCommand {
         /// held in the chain file are read too.
         #[arg(long = "rotation-endorsement")]
         rotation_endorsements: Vec<PathBuf>,
+        /// Also check the file against sigild's receipt log
+        /// (`http://HOST:PORT/log` or a log directory): the log's receipts
+        /// of this chain, under a checkpoint signed by a key the anchor
+        /// vouches for, must be the file's first ones; a file cut at the
+        /// end or forked fails.
+        #[arg(long)]
+        log: Option<String>,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -167,6 +179,7 @@ pub(crate) async fn run(cmd: VerifyCommand) -> u8 {
             file,
             anchor,
             policy,
+            ..
         } => (file, anchor, policy, "FAILED"),
         VerifyCommand::Chain {
             file,
@@ -308,8 +321,18 @@ async fn verdict(
         (None, None, None) => "UNPINNED: internal consistency only".into(),
     };
     let unpinned = matches!(anchor, verify::Anchor::Unpinned);
+    // Who may sign the log's checkpoints: what the anchor vouches for.
+    let log_keys = |reached: &[String]| -> Vec<String> {
+        match &anchor {
+            verify::Anchor::Lineage(l) => crate::log_cmd::lineage_keys(l),
+            verify::Anchor::Key(k) => std::iter::once(k.to_string())
+                .chain(reached.iter().cloned())
+                .collect(),
+            verify::Anchor::Unpinned => reached.to_vec(),
+        }
+    };
     match cmd {
-        VerifyCommand::Receipt { .. } => match verify::receipt(&text, &anchor, &policy) {
+        VerifyCommand::Receipt { log, .. } => match verify::receipt(&text, &anchor, &policy) {
             Ok(r) => {
                 let mut out = vec![format!(
                     "{}: {name}",
@@ -332,6 +355,22 @@ async fn verdict(
                 out.push(format!("  Signer: {}", r.signer_key));
                 out.push(format!("  Chain seq: {}", r.chain_seq().unwrap_or(0)));
                 out.push(format!("  Trust: {pinned_by}"));
+                if let Some(log) = log {
+                    let checked = r.hash().map_err(|e| e.to_string()).and_then(|h| {
+                        crate::log_cmd::check_receipt(
+                            log,
+                            &log_keys(std::slice::from_ref(&r.signer_key)),
+                            &h,
+                        )
+                    });
+                    match checked {
+                        Ok((line, lj)) => {
+                            out.push(line);
+                            j["log"] = lj;
+                        }
+                        Err(e) => return Verdict::failed(INVALID, broken, name, e),
+                    }
+                }
                 Verdict {
                     code: VALID,
                     json: j,
@@ -343,6 +382,7 @@ async fn verdict(
         VerifyCommand::Chain {
             session_id,
             rotation_endorsements,
+            log,
             ..
         } => {
             let mut endorsements: Vec<Endorsement> = Vec::new();
@@ -393,7 +433,26 @@ async fn verdict(
                     } else {
                         "CHAIN VALID"
                     };
-                    let text = format!(
+                    let logged = match log {
+                        Some(log) => {
+                            let chain = s.session_id.clone().unwrap_or_else(|| {
+                                file.file_stem()
+                                    .map(|f| f.to_string_lossy().into_owned())
+                                    .unwrap_or_default()
+                            });
+                            match crate::log_cmd::check_chain(
+                                log,
+                                &log_keys(&s.segment_keys),
+                                &chain,
+                                &text,
+                            ) {
+                                Ok(l) => Some(l),
+                                Err(e) => return Verdict::failed(INVALID, broken, name, e),
+                            }
+                        }
+                        None => None,
+                    };
+                    let mut text = format!(
                         "{label}: {name}\n  Receipts: {}\n  Final seq: {}\n  Root hash: {}\n  \
                          Start: {}\n  End: {}\n  Key segments: {}\n  Trust: {pinned_by}",
                         s.receipt_count,
@@ -403,14 +462,20 @@ async fn verdict(
                         s.end_time,
                         s.segment_keys.len()
                     );
+                    let mut j = json!({"valid": true, "unpinned": unpinned, "file": name,
+                        "anchor": pinned_by, "receipts": s.receipt_count,
+                        "final_seq": s.final_seq, "root_hash": s.root_hash,
+                        "start": s.start_time, "end": s.end_time,
+                        "key_segments": s.segment_keys,
+                        "endorsements_used": s.endorsements_used});
+                    if let Some((line, lj)) = logged {
+                        text.push('\n');
+                        text.push_str(&line);
+                        j["log"] = lj;
+                    }
                     Verdict {
                         code: VALID,
-                        json: json!({"valid": true, "unpinned": unpinned, "file": name,
-                            "anchor": pinned_by, "receipts": s.receipt_count,
-                            "final_seq": s.final_seq, "root_hash": s.root_hash,
-                            "start": s.start_time, "end": s.end_time,
-                            "key_segments": s.segment_keys,
-                            "endorsements_used": s.endorsements_used}),
+                        json: j,
                         text,
                     }
                 }

@@ -31,6 +31,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Limits of the HTTP listener (directory, metrics, health).
     pub http: HttpConfig,
+    /// The receipt transparency log.
+    pub log: LogConfig,
     /// Scheduled rotation.
     pub rotation: RotationConfig,
     /// TLS for the gRPC listener, with client certificates.
@@ -129,6 +131,7 @@ impl Default for Config {
             chains: ChainsConfig::default(),
             limits: LimitsConfig::default(),
             http: HttpConfig::default(),
+            log: LogConfig::default(),
             rotation: RotationConfig::default(),
             token_check_seconds: 10,
             token_deadline_ms: 5000,
@@ -257,6 +260,48 @@ impl Default for ChainsConfig {
     }
 }
 
+/// The receipt transparency log (`[log]`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// Log every receipt and sign checkpoints (default true).
+    pub enabled: bool,
+    /// The log's identity, first line of its checkpoints (default
+    /// `<hostname>/sigil`).
+    pub origin: Option<String>,
+    /// Shortest time between two checkpoints, in seconds (default 1).
+    pub checkpoint_seconds: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            enabled: true,
+            origin: None,
+            checkpoint_seconds: 1,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The settings the log runs with: the origin defaults to
+    /// `<hostname>/sigil`.
+    pub fn settings(&self) -> crate::log::LogSettings {
+        let origin = self.origin.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}/sigil")
+        });
+        crate::log::LogSettings {
+            origin,
+            checkpoint_seconds: self.checkpoint_seconds,
+        }
+    }
+}
+
 /// Limits of the HTTP listener.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -365,6 +410,14 @@ impl Config {
             return Err(Error::Config(
                 "chains.max_batch and chains.queue_depth must be at least 1".into(),
             ));
+        }
+        if self.log.enabled {
+            crate::log::check_origin(&self.log.settings().origin)?;
+            if self.log.checkpoint_seconds == 0 {
+                return Err(Error::Config(
+                    "log.checkpoint_seconds must be at least 1".into(),
+                ));
+            }
         }
         Ok(())
     }

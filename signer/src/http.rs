@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use crate::counters::Counters;
 use crate::keyring::Keyring;
+use crate::log::ReceiptLog;
 
 /// Limits of the HTTP listener.
 #[derive(Clone, Copy, Debug)]
@@ -84,44 +85,106 @@ pub async fn serve(
     conns.shutdown().await;
 }
 
-/// Routes of the HTTP listener.
-pub fn router(keyring: Arc<Keyring>, counters: Arc<Counters>) -> Router {
-    let metrics_keys = keyring.clone();
+/// The receipt log, read-only, as C2SP tlog-tiles serves it: the latest
+/// checkpoint (which changes, so never cached long) and the tiles a
+/// checkpoint covers (which never change).
+fn log_routes(log: Arc<ReceiptLog>) -> Router {
+    let tiles = log.clone();
     Router::new()
         .route(
-            WELL_KNOWN_PATH,
+            "/log/checkpoint",
             get(move || {
-                let k = keyring.clone();
+                let log = log.clone();
                 async move {
-                    (
-                        [(header::CONTENT_TYPE, "application/json")],
-                        k.directory().to_json(),
-                    )
-                        .into_response()
+                    match log.published() {
+                        Some(p) => (
+                            [
+                                (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                                (header::CACHE_CONTROL, "no-cache"),
+                            ],
+                            p.note.clone(),
+                        )
+                            .into_response(),
+                        None => {
+                            (StatusCode::NOT_FOUND, "no checkpoint signed yet\n").into_response()
+                        }
+                    }
                 }
             }),
         )
         .route(
-            "/metrics",
-            get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
-                let (k, counters) = (metrics_keys.clone(), counters.clone());
-                async move {
-                    if !peer.ip().is_loopback() {
-                        return (
-                            StatusCode::FORBIDDEN,
-                            "/metrics is served to loopback clients only: it names every chain\n",
-                        )
-                            .into_response();
+            "/log/{*path}",
+            get(
+                move |axum::extract::Path(path): axum::extract::Path<String>| {
+                    let log = tiles.clone();
+                    async move {
+                        let read = tokio::task::spawn_blocking(move || log.read_tile(&path)).await;
+                        match read {
+                            Ok(Some(bytes)) => (
+                                [
+                                    (header::CONTENT_TYPE, "application/octet-stream"),
+                                    (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                                ],
+                                bytes,
+                            )
+                                .into_response(),
+                            _ => (
+                                StatusCode::NOT_FOUND,
+                                "no such tile under the latest checkpoint\n",
+                            )
+                                .into_response(),
+                        }
                     }
-                    (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                        crate::metrics::get().render(&k.active_stats(&counters), k.root_stats()),
-                    )
-                        .into_response()
-                }
-            }),
+                },
+            ),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
+}
+
+/// Routes of the HTTP listener.
+pub fn router(
+    keyring: Arc<Keyring>,
+    counters: Arc<Counters>,
+    log: Option<Arc<ReceiptLog>>,
+) -> Router {
+    let metrics_keys = keyring.clone();
+    let base = match log {
+        Some(log) => log_routes(log),
+        None => Router::new(),
+    };
+    base.route(
+        WELL_KNOWN_PATH,
+        get(move || {
+            let k = keyring.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    k.directory().to_json(),
+                )
+                    .into_response()
+            }
+        }),
+    )
+    .route(
+        "/metrics",
+        get(move |ConnectInfo(peer): ConnectInfo<SocketAddr>| {
+            let (k, counters) = (metrics_keys.clone(), counters.clone());
+            async move {
+                if !peer.ip().is_loopback() {
+                    return (
+                        StatusCode::FORBIDDEN,
+                        "/metrics is served to loopback clients only: it names every chain\n",
+                    )
+                        .into_response();
+                }
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    crate::metrics::get().render(&k.active_stats(&counters), k.root_stats()),
+                )
+                    .into_response()
+            }
+        }),
+    )
+    .route("/healthz", get(|| async { "ok\n" }))
 }
 
 #[cfg(test)]
@@ -144,7 +207,7 @@ mod tests {
             sigil_keys::software::SoftwareBackend::open(dir.path().join("seeds")).expect("seeds"),
         );
         let keyring = Arc::new(Keyring::open(dir.path(), backend, "mediator").expect("keyring"));
-        let r = router(keyring, Counters::new(0).0);
+        let r = router(keyring, Counters::new(0).0, None);
         assert_eq!(
             get(r.clone(), "/metrics", "127.0.0.1:9").await,
             StatusCode::OK

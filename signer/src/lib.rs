@@ -19,6 +19,7 @@ pub mod front;
 pub mod http;
 pub mod keyring;
 pub mod lifecycle;
+pub mod log;
 pub mod metered;
 pub mod metrics;
 pub mod ratelimit;

@@ -92,6 +92,10 @@ pub struct Metrics {
     pub token_up: AtomicU64,
     /// Token calls in progress; each holds one token session.
     pub token_in_use: AtomicU64,
+    /// Leaves in the receipt log's latest checkpoint.
+    pub log_size: AtomicU64,
+    /// Checkpoints signed since start.
+    pub log_checkpoints: AtomicU64,
     receipts: Mutex<BTreeMap<String, u64>>,
     errors: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -107,6 +111,8 @@ pub fn get() -> &'static Metrics {
         fsync_seconds: Histogram::new(&LATENCY),
         token_up: AtomicU64::new(1),
         token_in_use: AtomicU64::new(0),
+        log_size: AtomicU64::new(0),
+        log_checkpoints: AtomicU64::new(0),
         receipts: Mutex::new(BTreeMap::new()),
         errors: Mutex::new(BTreeMap::new()),
     })
@@ -179,6 +185,18 @@ impl Metrics {
             out,
             "sigil_token_sessions_in_use{{backend=\"{backend}\"}} {}",
             self.token_in_use.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP sigil_log_size Leaves in the receipt log's latest checkpoint.\n# TYPE sigil_log_size gauge\n");
+        let _ = writeln!(
+            out,
+            "sigil_log_size {}",
+            self.log_size.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP sigil_log_checkpoints_total Receipt log checkpoints signed since start.\n# TYPE sigil_log_checkpoints_total counter\n");
+        let _ = writeln!(
+            out,
+            "sigil_log_checkpoints_total {}",
+            self.log_checkpoints.load(Ordering::Relaxed)
         );
         out.push_str("# HELP sigil_key_signatures Signatures by each key version since start.\n# TYPE sigil_key_signatures gauge\n");
         for (keyid, n, _) in keys {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use tokio::sync::{oneshot, Mutex};
 
-use crate::chain::{self, ChainHandle, Command, Settings};
+use crate::chain::{self, ChainHandle, Command, Settings, Shared};
 use crate::counters::Counters;
 use crate::keyring::Keyring;
+use crate::log::ReceiptLog;
 use crate::Error;
 
 /// Prefix of the daemon's own chains (ledgers); producers cannot use it.
@@ -18,9 +19,7 @@ pub const RESERVED_PREFIX: &str = "sigil.";
 /// All chains of one data dir.
 pub struct Chains {
     dir: PathBuf,
-    keyring: Arc<Keyring>,
-    counters: Arc<Counters>,
-    settings: Arc<Settings>,
+    shared: Shared,
     default_key: String,
     max_chains: usize,
     quotas: Quotas,
@@ -74,9 +73,12 @@ impl Chains {
     ) -> Self {
         Chains {
             dir,
-            keyring,
-            counters,
-            settings,
+            shared: Shared {
+                keyring,
+                counters,
+                settings,
+                log: None,
+            },
             default_key,
             max_chains,
             quotas: Quotas::default(),
@@ -84,6 +86,12 @@ impl Chains {
             created_by: Mutex::new(HashMap::new()),
             closing: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Logs every chain's receipts in `log`.
+    pub fn with_log(mut self, log: Arc<ReceiptLog>) -> Self {
+        self.shared.log = Some(log);
+        self
     }
 
     /// Shares the capacity as `quotas` says.
@@ -156,9 +164,7 @@ impl Chains {
             name.to_owned(),
             self.dir.join(format!("{name}.jsonl")),
             self.default_key.clone(),
-            self.keyring.clone(),
-            self.counters.clone(),
-            self.settings.clone(),
+            &self.shared,
         );
         map.insert(name.to_owned(), h.clone());
         Ok((h, true))

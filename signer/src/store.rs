@@ -269,6 +269,14 @@ pub fn sync_parent(path: &Path) -> Result<(), Error> {
 
 /// Writes a small file atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    replace_synced(path, bytes)?;
+    sync_parent(path)
+}
+
+/// Replaces `path` whole (temp file, fsync, rename), so a reader sees the
+/// old file or the new one; the caller fsyncs the directory, once for
+/// many files.
+pub fn replace_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -280,6 +288,5 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))?;
-    sync_parent(path)
+    fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
 }

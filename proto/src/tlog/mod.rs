@@ -16,7 +16,7 @@ mod tiles;
 
 pub use checkpoint::Checkpoint;
 pub use note::{key_hash, Note, NoteKey, NoteSignature};
-pub use tile::{tile_path, TILE_HEIGHT, TILE_WIDTH};
+pub use tile::{parse_tile_path, tile_path, TileRef, TILE_HEIGHT, TILE_WIDTH};
 pub use tiles::{
     encode_entries, entries_path, parse_entries, read_entries, tile_width, TileFetch, TileHashes,
 };

@@ -439,6 +439,7 @@ impl Batch<'_> {
         for (k, n) in &signed {
             ctx.counters.count(&k.id, *n);
         }
+        ctx.log_durable(&mut state.tail);
         answered.extend(pending);
         (Some(state), answered)
     }

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counters;
 use crate::keyring::{KeyVersion, Keyring, Revoked};
+use crate::log::ReceiptLog;
 use crate::store::ChainFile;
 use crate::Error;
 use tail::Tail;
@@ -178,23 +179,32 @@ impl ChainHandle {
     }
 }
 
+/// What every chain shares: the keys, the signature counters, the
+/// settings and the receipt log.
+#[derive(Clone)]
+pub struct Shared {
+    /// The keys.
+    pub keyring: Arc<Keyring>,
+    /// Signatures by key version.
+    pub counters: Arc<Counters>,
+    /// Chain settings.
+    pub settings: Arc<Settings>,
+    /// The receipt log, when it is on.
+    pub log: Option<Arc<ReceiptLog>>,
+}
+
 /// Starts the task of chain `name`, stored at `path`, signed by `key_name`.
-pub fn spawn(
-    name: String,
-    path: PathBuf,
-    key_name: String,
-    keyring: Arc<Keyring>,
-    counters: Arc<Counters>,
-    settings: Arc<Settings>,
-) -> ChainHandle {
+pub fn spawn(name: String, path: PathBuf, key_name: String, shared: &Shared) -> ChainHandle {
+    let settings = shared.settings.clone();
     let (tx, rx) = mpsc::channel(settings.queue_depth.max(1));
     let ctx = Arc::new(Ctx {
         name,
         path,
         key_name,
-        keyring,
-        counters,
+        keyring: shared.keyring.clone(),
+        counters: shared.counters.clone(),
         settings,
+        log: shared.log.clone(),
         refused: OnceLock::new(),
         counted: std::sync::atomic::AtomicBool::new(false),
     });
@@ -212,6 +222,7 @@ struct Ctx {
     keyring: Arc<Keyring>,
     counters: Arc<Counters>,
     settings: Arc<Settings>,
+    log: Option<Arc<ReceiptLog>>,
     /// Why the chain's file cannot be resumed (damage sigild will not cut,
     /// a signer it does not know, a symlink): every command is answered
     /// with it, without reading the file again, until a restart.
@@ -230,6 +241,16 @@ struct State {
 impl Ctx {
     fn backend(&self) -> &dyn sigil_keys::Backend {
         self.keyring.backend().as_ref()
+    }
+
+    /// Logs the receipts the tail signed since the last durable write; only
+    /// once that write is durable, so the log never holds a receipt a
+    /// crash could take back.
+    fn log_durable(&self, tail: &mut Tail) {
+        let fresh = std::mem::take(&mut tail.fresh);
+        if let Some(log) = &self.log {
+            log.append(&self.name, &fresh);
+        }
     }
 
     fn check_replay(&self, tail: &Tail, record: &Map<String, Value>) -> Result<(), Error> {

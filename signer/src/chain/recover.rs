@@ -64,6 +64,7 @@ impl Ctx {
             .file
             .append_durable(format!("{}\n", a.line).as_bytes())?;
         crate::metrics::get().receipts(&self.name, 1);
+        self.log_durable(&mut state.tail);
         // Everything this chain signs from now on is counted as it is
         // written; a later reopen has nothing of its own to add.
         self.counted
@@ -102,6 +103,9 @@ impl Ctx {
             }
             Err(e) => return Err(Error::Corrupt(format!("{}: {e}", self.path.display()))),
         };
+        if let Some(log) = &self.log {
+            log.catch_up(&self.name, &scanned.receipts);
+        }
         let mut state = State {
             file: rec.file,
             tail: scanned.tail,
@@ -135,6 +139,7 @@ impl Ctx {
             )?;
         }
         state.file.append_durable(&buf)?;
+        self.log_durable(&mut state.tail);
         crate::metrics::get().receipts(&self.name, written);
         tracing::info!(chain = %self.name, seq = state.tail.seq, "chain resumed with a restart session_open");
         Ok(state)

@@ -38,6 +38,8 @@ pub(super) struct Scanned {
     pub keep_bytes: u64,
     /// What is cut after `keep_bytes`, if anything.
     pub cut: Option<Cut>,
+    /// The receipt hash of every receipt kept, in order.
+    pub receipts: Vec<String>,
 }
 
 /// Lines after the last valid receipt that are cut.
@@ -147,6 +149,7 @@ pub(super) fn scan(
         tail,
         keep_bytes,
         cut,
+        receipts: links.into_iter().map(|l| l.hash).collect(),
     })
 }
 

@@ -64,6 +64,7 @@ pub(super) fn seal_at(
     tail.remember(id, phase);
     tail.seq = seq;
     tail.hash = hash.clone();
+    tail.fresh.push(hash.clone());
     tail.last_time = Some(at);
     tail.segment_count += 1;
     Ok(Appended { seq, hash, line })

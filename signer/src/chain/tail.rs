@@ -31,6 +31,9 @@ pub(super) struct Tail {
     /// follows), by public key: their last receipt's (seq, hash), which is
     /// where a revocation of that key takes effect here.
     pub ended: HashMap<String, (u64, String)>,
+    /// Receipt hashes signed since the last durable write: they join the
+    /// receipt log once the write is durable.
+    pub fresh: Vec<String>,
     /// The replay window: a fixed 32 bytes per entry whatever the ids'
     /// length (two 16 KiB strings per entry would make a full window of a
     /// chain hundreds of MiB).
@@ -52,6 +55,7 @@ impl Tail {
             key,
             last_time: None,
             ended: HashMap::new(),
+            fresh: Vec::new(),
             recent: VecDeque::new(),
             recent_set: HashSet::new(),
             window,

@@ -78,7 +78,8 @@ pub async fn run_with_backend(
     serving
         .drain(
             std::time::Duration::from_secs(config.shutdown_grace_seconds),
-            &parts.chains,
+            &parts,
+            &config.key_name,
         )
         .await;
     tracing::info!("stopped");

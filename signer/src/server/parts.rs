@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::counters::Counters;
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
+use crate::log::ReceiptLog;
 use crate::registry::{Chains, Quotas};
 use crate::Error;
 
@@ -22,6 +23,7 @@ pub(super) struct Parts {
     pub(super) counters: Arc<Counters>,
     pub(super) chains: Arc<Chains>,
     pub(super) lifecycle: Arc<Lifecycle>,
+    pub(super) log: Option<Arc<ReceiptLog>>,
 }
 
 impl Parts {
@@ -44,23 +46,43 @@ impl Parts {
             let _ = crate::metrics::get().backend.set(c.backend);
         }
         let (counters, rotations_due) = Counters::new(config.rotation.max_signatures);
+        let log = if config.log.enabled {
+            let (dir, settings) = (config.data_dir.clone(), config.log.settings());
+            let log = tokio::task::spawn_blocking(move || ReceiptLog::open(&dir, settings))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??;
+            Some(Arc::new(log))
+        } else {
+            None
+        };
         let c = &config.chains;
-        let chains = Arc::new(
-            Chains::new(
-                chains_dir,
-                keyring.clone(),
-                counters.clone(),
-                Arc::new(config.settings()),
-                config.key_name.clone(),
-                c.max_chains,
-            )
-            .with_quotas(Quotas {
-                ledger_reserve: c.ledger_reserve.min(c.max_chains / 2),
-                per_identity: c.max_per_identity,
-            }),
-        );
+        let mut chains = Chains::new(
+            chains_dir,
+            keyring.clone(),
+            counters.clone(),
+            Arc::new(config.settings()),
+            config.key_name.clone(),
+            c.max_chains,
+        )
+        .with_quotas(Quotas {
+            ledger_reserve: c.ledger_reserve.min(c.max_chains / 2),
+            per_identity: c.max_per_identity,
+        });
+        if let Some(log) = &log {
+            chains = chains.with_log(log.clone());
+        }
+        let chains = Arc::new(chains);
         let resumed = chains.resume_all().await?;
         tracing::info!(chains = resumed, "chains resumed");
+        if let Some(log) = &log {
+            // After every chain resumed, so the first checkpoint holds what
+            // a crash kept out of the log.
+            log.clone().spawn_checkpoints(
+                keyring.clone(),
+                counters.clone(),
+                config.key_name.clone(),
+            );
+        }
         let lifecycle = Arc::new(
             Lifecycle::new(keyring.clone(), chains.clone(), counters.clone())
                 .keep_revoked(config.keep_revoked)
@@ -84,6 +106,7 @@ impl Parts {
             counters,
             chains,
             lifecycle,
+            log,
         })
     }
 }

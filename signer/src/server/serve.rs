@@ -25,7 +25,6 @@ use crate::config::Config;
 use crate::front::{FrontLayer, Listener};
 use crate::ratelimit::RateLimit;
 use crate::receipts::ReceiptService;
-use crate::registry::Chains;
 use crate::Error;
 
 type TcpRouter = tonic::transport::server::Router<Stack<FrontLayer, Identity>>;
@@ -77,7 +76,11 @@ pub(super) async fn start(config: &Config, parts: &Parts) -> Result<Serving, Err
     );
     let http = tokio::spawn(crate::http::serve(
         http,
-        crate::http::router(parts.keyring.clone(), parts.counters.clone()),
+        crate::http::router(
+            parts.keyring.clone(),
+            parts.counters.clone(),
+            parts.log.clone(),
+        ),
         config.http_limits(),
         stop_rx,
     ));
@@ -163,7 +166,7 @@ impl Serving {
     /// nothing (or a request whose body never comes) must not hold the
     /// shutdown past what the service manager allows, or no session_close
     /// gets written. Then every chain's run is closed.
-    pub(super) async fn drain(self, grace: Duration, chains: &Chains) {
+    pub(super) async fn drain(self, grace: Duration, parts: &Parts, key_name: &str) {
         tracing::info!("shutting down: draining in-flight requests");
         let _ = self.stop.send(true);
         let mut grpc = self.grpc;
@@ -180,7 +183,20 @@ impl Serving {
             }
         }
         // No chain opens after this, so nothing can follow a session_close.
-        chains.close_all("shutdown").await;
+        parts.chains.close_all("shutdown").await;
+        if let Some(log) = parts.log.clone() {
+            // The last checkpoint covers every session_close.
+            let (k, c, name) = (
+                parts.keyring.clone(),
+                parts.counters.clone(),
+                key_name.to_owned(),
+            );
+            match tokio::task::spawn_blocking(move || log.checkpoint(&k, &c, &name)).await {
+                Ok(Ok(size)) => tracing::info!(size, "final log checkpoint"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "final log checkpoint not signed"),
+                Err(e) => tracing::warn!(error = %e, "final log checkpoint task failed"),
+            }
+        }
         let _ = tokio::time::timeout(grace, self.http).await;
         self.socket.abort();
         let _ = fs::remove_file(&self.socket_path);
