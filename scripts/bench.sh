@@ -41,3 +41,19 @@ tpm_pid=$!
 sleep 1
 printf '[backend]\nkind = "tpm"\ntcti = "swtpm:host=127.0.0.1,port=%s"\n' "$port" >"$tmp/tpm.toml"
 TSS2_LOG=all+none "$bin/sigil" bench --receipts "$receipts" --sigild-arg=--config --sigild-arg="$tmp/tpm.toml"
+
+echo
+echo "## receipt log (software): streamed rate with the log off and on, alternately"
+# Same binaries, same machine minutes: the log's cost is the ratio of the
+# two columns, round by round (the machine's noise is about ±20%).
+printf '[log]\nenabled = false\n' >"$tmp/nolog.toml"
+echo
+echo "| round | chains | log off (appends/s) | log on (appends/s) | on / off |"
+echo "|---|---|---|---|---|"
+for round in $(seq "${LOG_ROUNDS:-3}"); do
+  off=$("$bin/sigil" bench --receipts "$receipts" --sigild-arg=--config --sigild-arg="$tmp/nolog.toml" | awk -F'|' '$2 ~ /stream/ {print $3 $6}')
+  on=$("$bin/sigil" bench --receipts "$receipts" | awk -F'|' '$2 ~ /stream/ {print $3 $6}')
+  paste <(echo "$off") <(echo "$on") | while read -r chains a _ b; do
+    echo "| $round | $chains | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", b / a}') |"
+  done
+done

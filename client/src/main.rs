@@ -95,7 +95,7 @@ enum Command {
     /// Verify receipts and chains offline (exit 0 valid, 1 invalid, 2 error, 64 usage).
     Verify {
         #[command(subcommand)]
-        command: VerifyCommand,
+        command: Box<VerifyCommand>,
     },
     /// Watch sigild's receipt log (a witness or an auditor runs this).
     Log {
@@ -237,7 +237,7 @@ async fn run(cli: Cli) -> u8 {
         admin_socket: cli.admin_socket.clone(),
     };
     let result = match cli.command {
-        Command::Verify { command } => return verify_cmd::run(command).await,
+        Command::Verify { command } => return verify_cmd::run(*command).await,
         Command::Log { command } => return log_cmd::run(command).await,
         Command::Append { chain, record } => append(&target, &chain, &record).await,
         Command::SignDigest { key, digest } => sign_digest(&target, &key, &digest).await,

@@ -69,6 +69,14 @@ pub struct Signed {
 pub fn check_checkpoint(note_text: &str, keys: &[String]) -> Result<Signed, String> {
     let note = Note::parse(note_text).map_err(|e| format!("checkpoint: {e}"))?;
     let checkpoint = Checkpoint::parse(&note.text).map_err(|e| format!("checkpoint: {e}"))?;
+    // sigild never uses such an origin: the same key signs root-role
+    // inputs that start with it.
+    if checkpoint.origin.starts_with("sigil-") {
+        return Err(format!(
+            "checkpoint origin {:?} starts with \"sigil-\": not a log origin",
+            checkpoint.origin
+        ));
+    }
     for k in keys {
         let Some(public) = hex::decode(k)
             .ok()

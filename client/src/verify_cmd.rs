@@ -13,6 +13,7 @@ use sigil_proto::endorsement::Endorsement;
 use sigil_proto::lineage::{Freshness, HighWater, Lineage};
 use sigil_proto::policy::Policy;
 
+use crate::log_cmd::LogArgs;
 use crate::root_pin::{self, RootPin};
 
 /// Exit codes shared with Pipelock's verifier.
@@ -102,11 +103,8 @@ pub(crate) enum VerifyCommand {
         file: PathBuf,
         #[command(flatten)]
         anchor: AnchorArgs,
-        /// Also prove the receipt is in sigild's receipt log
-        /// (`http://HOST:PORT/log` or a log directory), under a checkpoint
-        /// signed by a key the anchor vouches for.
-        #[arg(long)]
-        log: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -123,13 +121,8 @@ pub(crate) enum VerifyCommand {
         /// held in the chain file are read too.
         #[arg(long = "rotation-endorsement")]
         rotation_endorsements: Vec<PathBuf>,
-        /// Also check the file against sigild's receipt log
-        /// (`http://HOST:PORT/log` or a log directory): the log's receipts
-        /// of this chain, under a checkpoint signed by a key the anchor
-        /// vouches for, must be the file's first ones; a file cut at the
-        /// end or forked fails.
-        #[arg(long)]
-        log: Option<String>,
+        #[command(flatten)]
+        log: LogArgs,
         #[command(flatten)]
         policy: PolicyArgs,
     },
@@ -321,14 +314,21 @@ async fn verdict(
         (None, None, None) => "UNPINNED: internal consistency only".into(),
     };
     let unpinned = matches!(anchor, verify::Anchor::Unpinned);
+    let log_args = match cmd {
+        VerifyCommand::Receipt { log, .. } | VerifyCommand::Chain { log, .. } => log,
+    };
+    if unpinned && log_args.log.is_some() {
+        return usage("--log needs a trust anchor (--key or --directory): an unpinned log vouches for nothing".into());
+    }
     // Who may sign the log's checkpoints: what the anchor vouches for.
-    let log_keys = |reached: &[String]| -> Vec<String> {
-        match &anchor {
-            verify::Anchor::Lineage(l) => crate::log_cmd::lineage_keys(l),
-            verify::Anchor::Key(k) => std::iter::once(k.to_string())
-                .chain(reached.iter().cloned())
-                .collect(),
-            verify::Anchor::Unpinned => reached.to_vec(),
+    let (anchor_ref, log_ref) = (&anchor, &log_args.log);
+    let log_keys = |reached: Vec<String>| async move {
+        match (anchor_ref, log_ref) {
+            (verify::Anchor::Lineage(l), _) => crate::log_cmd::lineage_keys(l),
+            (verify::Anchor::Key(k), Some(log)) => {
+                crate::log_cmd::keys_for_pinned(log, k, &reached).await
+            }
+            _ => Vec::new(),
         }
     };
     match cmd {
@@ -355,20 +355,18 @@ async fn verdict(
                 out.push(format!("  Signer: {}", r.signer_key));
                 out.push(format!("  Chain seq: {}", r.chain_seq().unwrap_or(0)));
                 out.push(format!("  Trust: {pinned_by}"));
-                if let Some(log) = log {
-                    let checked = r.hash().map_err(|e| e.to_string()).and_then(|h| {
-                        crate::log_cmd::check_receipt(
-                            log,
-                            &log_keys(std::slice::from_ref(&r.signer_key)),
-                            &h,
-                        )
-                    });
+                if log.log.is_some() {
+                    let keys = log_keys(vec![r.signer_key.clone()]).await;
+                    let checked = r
+                        .hash()
+                        .map_err(|e| (INVALID, e.to_string()))
+                        .and_then(|h| crate::log_cmd::check_receipt(log, &keys, &h));
                     match checked {
                         Ok((line, lj)) => {
                             out.push(line);
                             j["log"] = lj;
                         }
-                        Err(e) => return Verdict::failed(INVALID, broken, name, e),
+                        Err((code, e)) => return Verdict::failed(code, broken, name, e),
                     }
                 }
                 Verdict {
@@ -433,24 +431,19 @@ async fn verdict(
                     } else {
                         "CHAIN VALID"
                     };
-                    let logged = match log {
-                        Some(log) => {
-                            let chain = s.session_id.clone().unwrap_or_else(|| {
-                                file.file_stem()
-                                    .map(|f| f.to_string_lossy().into_owned())
-                                    .unwrap_or_default()
-                            });
-                            match crate::log_cmd::check_chain(
-                                log,
-                                &log_keys(&s.segment_keys),
-                                &chain,
-                                &text,
-                            ) {
-                                Ok(l) => Some(l),
-                                Err(e) => return Verdict::failed(INVALID, broken, name, e),
-                            }
+                    let logged = if log.log.is_some() {
+                        let chain = s.session_id.clone().unwrap_or_else(|| {
+                            file.file_stem()
+                                .map(|f| f.to_string_lossy().into_owned())
+                                .unwrap_or_default()
+                        });
+                        let keys = log_keys(s.segment_keys.clone()).await;
+                        match crate::log_cmd::check_chain(log, &keys, &chain, &text) {
+                            Ok(l) => Some(l),
+                            Err((code, e)) => return Verdict::failed(code, broken, name, e),
                         }
-                        None => None,
+                    } else {
+                        None
                     };
                     let mut text = format!(
                         "{label}: {name}\n  Receipts: {}\n  Final seq: {}\n  Root hash: {}\n  \

@@ -297,6 +297,7 @@ impl LogConfig {
         });
         crate::log::LogSettings {
             origin,
+            origin_configured: self.origin.is_some(),
             checkpoint_seconds: self.checkpoint_seconds,
         }
     }

@@ -121,9 +121,13 @@ impl ChainFile {
         let cut = (bytes.len() - whole) as u64;
         if cut > 0 {
             file.set_len(whole as u64)
-                .and_then(|_| file.sync_all())
                 .map_err(|e| Error::io(format!("cutting torn line of {}", path.display()), e))?;
         }
+        // What was read is made durable before anything relies on it (the
+        // receipt log takes the receipts the log missed from here): dirty
+        // pages of a write whose fsync failed may be read back above.
+        file.sync_all()
+            .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
         bytes.truncate(whole);
         file.seek(SeekFrom::End(0))
             .map_err(|e| Error::io(format!("seeking {}", path.display()), e))?;
@@ -269,14 +273,6 @@ pub fn sync_parent(path: &Path) -> Result<(), Error> {
 
 /// Writes a small file atomically: temp file, fsync, rename, fsync dir.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    replace_synced(path, bytes)?;
-    sync_parent(path)
-}
-
-/// Replaces `path` whole (temp file, fsync, rename), so a reader sees the
-/// old file or the new one; the caller fsyncs the directory, once for
-/// many files.
-pub fn replace_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let tmp = path.with_extension("tmp");
     let mut f = OpenOptions::new()
         .write(true)
@@ -288,5 +284,6 @@ pub fn replace_synced(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))
+    fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming to {}", path.display()), e))?;
+    sync_parent(path)
 }

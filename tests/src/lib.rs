@@ -415,6 +415,24 @@ impl Daemon {
     pub fn directory_url(&self) -> String {
         directory_url_at(&self.http)
     }
+
+    /// `sigil --admin-socket SOCK keys ARGS...`, off the async runtime:
+    /// (success, stdout, stderr).
+    pub async fn keys_cli(&self, args: &[&str]) -> (bool, String, String) {
+        let sock = self.admin_socket().to_str().expect("UTF-8 path").to_owned();
+        let mut all = vec!["--admin-socket".to_owned(), sock, "keys".into()];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let out = tokio::task::spawn_blocking(move || {
+            sigil(&all.iter().map(String::as_str).collect::<Vec<_>>())
+        })
+        .await
+        .expect("sigil keys ran");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
 }
 
 /// The lines of a chain file, parsed, with their 1-based line numbers.

@@ -24,6 +24,7 @@
 mod files;
 mod tree;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -42,19 +43,24 @@ use tree::{entries_at, Tree};
 pub struct LogSettings {
     /// The log's identity, the first line of every checkpoint.
     pub origin: String,
+    /// The origin was configured, not the default: a log under another
+    /// origin is refused instead of kept.
+    pub origin_configured: bool,
     /// Shortest time between two checkpoints.
     pub checkpoint_seconds: u64,
 }
 
-/// Checks an origin: one line of printable ASCII, not starting with
-/// `sigil-` (the prefix of the root role's signing inputs, which the same
-/// key signs).
+/// Checks an origin: printable ASCII without spaces or `+` (it names the
+/// note key too), not starting with `sigil-` (the prefix of the root
+/// role's signing inputs, which the same key signs).
 pub fn check_origin(origin: &str) -> Result<(), Error> {
-    let printable = origin.bytes().all(|b| (0x21..0x7f).contains(&b));
+    let printable = origin
+        .bytes()
+        .all(|b| (0x21..0x7f).contains(&b) && b != b'+');
     if origin.is_empty() || !printable || origin.starts_with("sigil-") {
         return Err(Error::Config(format!(
-            "log.origin {origin:?} must be printable ASCII without spaces and may not start \
-             with \"sigil-\" (e.g. \"host.example/sigil\")"
+            "log.origin {origin:?} must be printable ASCII without spaces or '+' and may not \
+             start with \"sigil-\" (e.g. \"host.example/sigil\")"
         )));
     }
     Ok(())
@@ -77,7 +83,7 @@ pub struct ReceiptLog {
     published: RwLock<Option<Arc<Published>>>,
     /// Partial tiles written, by (level or `None` for bundles, index):
     /// removed once the full tile is covered by a checkpoint.
-    partials: Mutex<Vec<(Option<u8>, u64, u64)>>,
+    partials: Mutex<BTreeSet<(Option<u8>, u64, u64)>>,
     /// One checkpoint at a time.
     signing: Mutex<()>,
 }
@@ -85,12 +91,35 @@ pub struct ReceiptLog {
 impl ReceiptLog {
     /// Opens (or creates) the log under `data_dir`: the tree at its last
     /// checkpoint, tiles written after it removed.
-    pub fn open(data_dir: &Path, settings: LogSettings) -> Result<ReceiptLog, Error> {
+    pub fn open(data_dir: &Path, mut settings: LogSettings) -> Result<ReceiptLog, Error> {
         check_origin(&settings.origin)?;
         let dir = log_dir(data_dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let loaded = files::load(&dir, &settings.origin)?;
+        if !dir.is_dir() {
+            std::fs::create_dir(&dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            crate::store::sync_parent(&dir)?;
+        }
+        let loaded = files::load(&dir)?;
+        if let Some(l) = loaded
+            .as_ref()
+            .filter(|l| l.parsed.origin != settings.origin)
+        {
+            if settings.origin_configured {
+                return Err(Error::Config(format!(
+                    "the receipt log in {} has origin {:?}, the configuration says {:?}: a \
+                     log keeps its origin (set [log] origin back, or move {} aside to start a \
+                     new log)",
+                    dir.display(),
+                    l.parsed.origin,
+                    settings.origin,
+                    dir.display()
+                )));
+            }
+            // The default follows the hostname, which a redeployment may
+            // change; the log keeps the origin it was started with.
+            tracing::info!(origin = %l.parsed.origin, "the receipt log keeps its origin");
+            settings.origin.clone_from(&l.parsed.origin);
+        }
         let size = loaded.as_ref().map_or(0, |l| l.parsed.size);
         let removed = files::remove_unsigned(&dir, size)?;
         if removed > 0 {
@@ -118,7 +147,7 @@ impl ReceiptLog {
             settings,
             tree: Mutex::new(tree),
             published: RwLock::new(published),
-            partials: Mutex::new(Vec::new()),
+            partials: Mutex::new(BTreeSet::new()),
             signing: Mutex::new(()),
         })
     }
@@ -228,11 +257,11 @@ impl ReceiptLog {
         for (level, hashes) in snap.levels.iter().enumerate() {
             if !hashes.is_empty() {
                 let index = entries_at(level, snap.size) / TILE_WIDTH;
-                p.push((Some(level as u8), index, hashes.len() as u64));
+                p.insert((Some(level as u8), index, hashes.len() as u64));
             }
         }
         if !snap.entries.is_empty() {
-            p.push((None, snap.size / TILE_WIDTH, snap.entries.len() as u64));
+            p.insert((None, snap.size / TILE_WIDTH, snap.entries.len() as u64));
         }
     }
 
@@ -322,6 +351,14 @@ fn sign_note(
         Error::Unavailable(format!("no version of {key_name} may sign a checkpoint"))
     })?;
     keyring.may_sign(&key)?;
+    let public: [u8; 32] = hex::decode(&key.public_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::Internal(format!("public key of {} is not 32 bytes", key.id)))?;
+    let internal = |e: tlog::LogError| Error::Internal(format!("checkpoint note: {e}"));
+    // Everything that can be refused is, before the token is asked.
+    let note_key = NoteKey::ed25519(origin, public).map_err(internal)?;
+    let mut note = Note::unsigned(text).map_err(internal)?;
     let backend = keyring.backend();
     let sig = backend.sign(&key.id, text.as_bytes())?;
     crate::chain::check_signature(
@@ -331,13 +368,6 @@ fn sign_note(
         &sigil_proto::sig::encode(&sig.0),
     )?;
     counters.count(&key.id, 1);
-    let public: [u8; 32] = hex::decode(&key.public_hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::Internal(format!("public key of {} is not 32 bytes", key.id)))?;
-    let internal = |e: tlog::LogError| Error::Internal(format!("checkpoint note: {e}"));
-    let note_key = NoteKey::ed25519(origin, public).map_err(internal)?;
-    let mut note = Note::unsigned(text).map_err(internal)?;
     note.add_signature(&note_key, &sig.0);
     Ok(note.to_text())
 }

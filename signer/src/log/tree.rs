@@ -49,7 +49,11 @@ pub(super) struct Tree {
 
 /// How many entries a tile level holds at `size` leaves.
 pub(super) fn entries_at(level: usize, size: u64) -> u64 {
-    size >> (8 * level as u32)
+    u32::try_from(level)
+        .ok()
+        .and_then(|l| l.checked_mul(8))
+        .and_then(|bits| size.checked_shr(bits))
+        .unwrap_or(0)
 }
 
 impl Tree {

@@ -60,7 +60,15 @@ fn verify(what: &str, file: &Path, root: &str, extra: &[&str]) -> (i32, String) 
     run(&args)
 }
 
-/// A checkpoint text for `origin`, signed by `key` as sigild would: what a
+/// `text` as a note signed by `key` under `origin`.
+fn signed_note(key: &ed25519_dalek::SigningKey, origin: &str, text: &str) -> String {
+    let mut note = Note::unsigned(text).expect("note");
+    let nk = NoteKey::ed25519(origin, key.verifying_key().to_bytes()).expect("note key");
+    note.add_signature(&nk, &key.sign(text.as_bytes()).to_bytes());
+    note.to_text()
+}
+
+/// A checkpoint for `origin`, signed by `key` as sigild would: what a
 /// thief of the key (or a daemon that lies) could serve.
 fn forged_checkpoint(key: &ed25519_dalek::SigningKey, origin: &str, size: u64) -> String {
     let text = Checkpoint {
@@ -70,10 +78,7 @@ fn forged_checkpoint(key: &ed25519_dalek::SigningKey, origin: &str, size: u64) -
         extensions: Vec::new(),
     }
     .to_text();
-    let mut note = Note::unsigned(&text).expect("note");
-    let nk = NoteKey::ed25519(origin, key.verifying_key().to_bytes()).expect("note key");
-    note.add_signature(&nk, &key.sign(text.as_bytes()).to_bytes());
-    note.to_text()
+    signed_note(key, origin, &text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,6 +223,15 @@ async fn the_monitor_accepts_a_growing_log_and_refuses_a_split_view_or_a_rollbac
     let (code, out) = run(&["log", "monitor", &url, "--key", &root, "--state", st]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("ROLLBACK"), "{out}");
+    // `verify --log-state` holds the same floor.
+    let (code, out) = verify(
+        "chain",
+        &daemon.chain_path("m"),
+        &root,
+        &["--log", &url, "--log-state", st],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ROLLBACK"), "{out}");
 
     // A checkpoint the root does not vouch for is refused outright.
     let (code, out) = run(&["log", "monitor", &url, "--key", &"ab".repeat(32)]);
@@ -307,4 +321,84 @@ async fn kill_9_at_each_log_step_keeps_every_checkpoint_consistent() {
             assert_eq!(code, 0, "after a crash at {point}, {c}: {out}");
         }
     }
+}
+
+/// After a rotation the log is signed by the new version, and a verifier
+/// pinned to the root alone follows it (through the directory beside the
+/// log); a checkpoint signed by the retired version, or by it once revoked,
+/// is refused even when what it says is true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_of_a_retired_or_revoked_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&data, &[]);
+    let root = daemon.active_key();
+    append_many(&daemon.endpoint, &["r"], 5, 1).await;
+    let early = sigil_tests::chain_receipts(&daemon.chain_path("r"))[2]
+        .1
+        .to_string();
+    let (ok, out, err) = daemon.keys_cli(&["rotate"]).await;
+    assert!(ok, "{out}{err}");
+    append_many(&daemon.endpoint, &["r"], 5, 1).await;
+    let path = daemon.chain_path("r");
+    let (note, cp) = checkpoint_at_least(&daemon, receipts_in(&path));
+    let url = format!("http://{}/log", daemon.http);
+    let v2 = receipt_log::check_checkpoint(&note, std::slice::from_ref(&root));
+    assert!(v2.is_err(), "the new checkpoint is not the root's: {v2:?}");
+
+    // Pinned to the root alone, before and after the rotation.
+    let (code, out) = verify("chain", &path, &root, &["--log", &url]);
+    assert_eq!(code, 0, "{out}");
+    let one = dir.path().join("early.json");
+    std::fs::write(&one, &early).unwrap();
+    let (code, out) = verify("receipt", &one, &root, &["--log", &url]);
+    assert_eq!(code, 0, "{out}");
+
+    // The same checkpoint, signed by the retired root version instead.
+    let copy = dir.path().join("log-copy");
+    sigil_tests::copy_dir(&data.join("log"), &copy);
+    let v1 = key_from_seed(&seed_file(&data, "mediator.v1"));
+    let text = Note::parse(&note).unwrap().text;
+    std::fs::write(copy.join("checkpoint"), signed_note(&v1, &cp.origin, &text)).unwrap();
+    let directory = daemon.directory_url();
+    let by_v1 = |what: &'static str| {
+        let copy = copy.to_str().unwrap().to_owned();
+        let (path, one, root, directory) =
+            (path.clone(), one.clone(), root.clone(), directory.clone());
+        move || {
+            let file = if what == "chain" { path } else { one };
+            verify(
+                what,
+                &file,
+                &root,
+                &["--directory", &directory, "--log", &copy],
+            )
+        }
+    };
+    for what in ["chain", "receipt"] {
+        let (code, out) = tokio::task::spawn_blocking(by_v1(what)).await.unwrap();
+        assert_eq!(code, 1, "{what}: {out}");
+        assert!(
+            out.contains("not signed by any key the trust anchor vouches for"),
+            "{out}"
+        );
+    }
+    let (ok, out, err) = daemon
+        .keys_cli(&[
+            "revoke",
+            "--key",
+            "mediator",
+            "--version",
+            "1",
+            "--reason",
+            "seed copied",
+        ])
+        .await;
+    assert!(ok, "{out}{err}");
+    let (code, out) = tokio::task::spawn_blocking(by_v1("chain")).await.unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("not signed by any key the trust anchor vouches for"),
+        "{out}"
+    );
 }

@@ -12,7 +12,7 @@ use sigil_client::Client;
 use sigil_proto::timestamp;
 use sigil_tests::{
     boundaries, chain_receipts, directory_keys, export_endorsements, pipelock_verify, record,
-    sigil, sigil_verify_chain, Daemon,
+    sigil_verify_chain, Daemon,
 };
 
 const CHAINS: [&str; 2] = ["rev-0", "rev-1"];
@@ -29,19 +29,7 @@ async fn append(endpoint: &str, n: usize, base: usize) {
 
 /// `sigil keys ARGS...` off the runtime: (success, stdout, stderr).
 async fn keys(daemon: &Daemon, args: &[&str]) -> (bool, String, String) {
-    let sock = daemon.admin_socket().to_str().unwrap().to_owned();
-    let mut all = vec!["--admin-socket".to_owned(), sock, "keys".into()];
-    all.extend(args.iter().map(|s| s.to_string()));
-    let out = tokio::task::spawn_blocking(move || {
-        sigil(&all.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    daemon.keys_cli(args).await
 }
 
 /// pipelock-verify accepts the chain from `root` with its endorsements.
