@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod fetch;
 pub mod receipt_log;
+pub mod seals;
 pub mod verify;
 
 use sigil_proto::v1::key_admin_client::KeyAdminClient;

@@ -35,17 +35,60 @@ pub(crate) enum LogCommand {
     },
 }
 
-/// The public keys (hex) a lineage vouches for that may sign a checkpoint
-/// now: versions neither revoked nor retired (a checkpoint carries no
-/// date, so a key that signs nothing new any more signs no checkpoint).
-pub(crate) fn lineage_keys(l: &Lineage) -> Vec<String> {
+/// The public keys (hex) a lineage vouches for that may sign the log's
+/// latest checkpoint: versions neither revoked nor retired (a checkpoint
+/// carries no date, so a key that signs nothing new any more signs no
+/// checkpoint). With `retired`, retired versions too: a seal in a file
+/// was signed when it was written, before the rotation that follows it.
+pub(crate) fn lineage_keys(l: &Lineage, retired: bool) -> Vec<String> {
     l.versions
         .iter()
         .filter(|v| {
-            !l.revoked.contains_key(&v.public_key) && !l.retired.contains_key(&v.public_key)
+            !l.revoked.contains_key(&v.public_key)
+                && (retired || !l.retired.contains_key(&v.public_key))
         })
         .map(|v| v.public_key.clone())
         .collect()
+}
+
+/// The seal entries of a chain file, checked (see `sigil_client::seals`):
+/// a line for the verdict and its JSON, or why the file fails. With
+/// `strict`, receipts after the last seal fail a file that has seals.
+pub(crate) fn check_seals(
+    text: &str,
+    chain: &str,
+    (keys, revoked): (&[String], &[String]),
+    strict: bool,
+) -> Result<Option<(String, serde_json::Value)>, String> {
+    if !text.contains(sigil_client::seals::SEAL_TYPE) {
+        return Ok(None);
+    }
+    let s = sigil_client::seals::check(text, chain, keys, revoked)?;
+    if s.seals == 0 {
+        return Ok(None);
+    }
+    if strict && s.unsealed() > 0 {
+        return Err(format!(
+            "{} receipt(s) after the last seal (unsealed tail; --strict)",
+            s.unsealed()
+        ));
+    }
+    Ok(Some((
+        format!(
+            "  Seals: {}, the last covering the first {} of {} receipts ({} after it){}",
+            s.seals,
+            s.through,
+            s.receipts,
+            s.unsealed(),
+            if s.revoked > 0 {
+                format!("; {} signed by a revoked version, not counted", s.revoked)
+            } else {
+                String::new()
+            }
+        ),
+        json!({"seals": s.seals, "sealed_through": s.through, "unsealed": s.unsealed(),
+            "revoked_seals": s.revoked}),
+    )))
 }
 
 /// The receipt hashes of a chain file, in order.
@@ -83,7 +126,7 @@ pub(crate) struct LogArgs {
 pub(crate) async fn keys_for_pinned(log: &str, key: &str, reached: &[String]) -> Vec<String> {
     if let Some(dir) = directory_beside(log) {
         if let Ok(l) = lineage_from(&dir, key).await {
-            return lineage_keys(&l);
+            return lineage_keys(&l, false);
         }
     }
     std::iter::once(key.to_owned())
@@ -257,7 +300,7 @@ pub(crate) async fn run(cmd: LogCommand) -> u8 {
             return RUNTIME;
         }
     };
-    let keys = lineage_keys(&lineage);
+    let keys = lineage_keys(&lineage, false);
     let stateful = state.is_some();
     let mut src = LogSource::parse(&log);
     let outcome =

@@ -41,7 +41,8 @@ pub(crate) struct PolicyArgs {
     #[arg(long, conflicts_with = "strict")]
     pipelock_compatible: bool,
     /// Also refuse time going back across a key rotation (sigild never
-    /// writes that; Pipelock chains may).
+    /// writes that; Pipelock chains may), and, in a chain with seal
+    /// entries, receipts after the last seal.
     #[arg(long)]
     strict: bool,
 }
@@ -324,7 +325,7 @@ async fn verdict(
     let (anchor_ref, log_ref) = (&anchor, &log_args.log);
     let log_keys = |reached: Vec<String>| async move {
         match (anchor_ref, log_ref) {
-            (verify::Anchor::Lineage(l), _) => crate::log_cmd::lineage_keys(l),
+            (verify::Anchor::Lineage(l), _) => crate::log_cmd::lineage_keys(l, false),
             (verify::Anchor::Key(k), Some(log)) => {
                 crate::log_cmd::keys_for_pinned(log, k, &reached).await
             }
@@ -431,12 +432,34 @@ async fn verdict(
                     } else {
                         "CHAIN VALID"
                     };
+                    let chain = s.session_id.clone().unwrap_or_else(|| {
+                        file.file_stem()
+                            .map(|f| f.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    });
+                    // Seals: signed by what the anchor vouches for, retired
+                    // versions included (a seal predates the rotation after it).
+                    let revoked: Vec<String> = match &anchor {
+                        verify::Anchor::Lineage(l) => l.revoked.keys().cloned().collect(),
+                        _ => Vec::new(),
+                    };
+                    let seal_keys: Vec<String> = match &anchor {
+                        verify::Anchor::Lineage(l) => crate::log_cmd::lineage_keys(l, true),
+                        verify::Anchor::Key(k) => std::iter::once(k.to_string())
+                            .chain(s.segment_keys.iter().cloned())
+                            .collect(),
+                        verify::Anchor::Unpinned => s.segment_keys.clone(),
+                    };
+                    let sealed = match crate::log_cmd::check_seals(
+                        &text,
+                        &chain,
+                        (&seal_keys, &revoked),
+                        policy_args.strict,
+                    ) {
+                        Ok(sealed) => sealed,
+                        Err(e) => return Verdict::failed(INVALID, broken, name, e),
+                    };
                     let logged = if log.log.is_some() {
-                        let chain = s.session_id.clone().unwrap_or_else(|| {
-                            file.file_stem()
-                                .map(|f| f.to_string_lossy().into_owned())
-                                .unwrap_or_default()
-                        });
                         let keys = log_keys(s.segment_keys.clone()).await;
                         match crate::log_cmd::check_chain(log, &keys, &chain, &text) {
                             Ok(l) => Some(l),
@@ -461,6 +484,11 @@ async fn verdict(
                         "start": s.start_time, "end": s.end_time,
                         "key_segments": s.segment_keys,
                         "endorsements_used": s.endorsements_used});
+                    if let Some((line, sj)) = sealed {
+                        text.push('\n');
+                        text.push_str(&line);
+                        j["seals"] = sj;
+                    }
                     if let Some((line, lj)) = logged {
                         text.push('\n');
                         text.push_str(&line);

@@ -271,6 +271,9 @@ pub struct LogConfig {
     pub origin: Option<String>,
     /// Shortest time between two checkpoints, in seconds (default 1).
     pub checkpoint_seconds: u64,
+    /// Shortest time between two seal entries in one chain, in seconds
+    /// (default 10); every chain is sealed at shutdown.
+    pub seal_seconds: u64,
 }
 
 impl Default for LogConfig {
@@ -279,6 +282,7 @@ impl Default for LogConfig {
             enabled: true,
             origin: None,
             checkpoint_seconds: 1,
+            seal_seconds: 10,
         }
     }
 }

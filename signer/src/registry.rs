@@ -187,6 +187,12 @@ impl Chains {
         v
     }
 
+    /// The chain `name` when its task runs, without opening or creating
+    /// it.
+    pub async fn existing(&self, name: &str) -> Option<ChainHandle> {
+        self.map.lock().await.get(name).cloned()
+    }
+
     /// The key name that signs producer chains.
     pub fn default_key(&self) -> &str {
         &self.default_key
@@ -233,15 +239,17 @@ impl Chains {
         Ok(resumed)
     }
 
-    /// Ends every chain's run with a session_close; waits for each.
-    pub async fn close_all(&self, reason: &str) {
+    /// Ends every chain's run with a session_close; waits for each. The
+    /// handles come back: a closed chain still takes its last seals, and
+    /// its task ends when they are dropped.
+    pub async fn close_all(&self, reason: &str) -> Vec<(String, ChainHandle)> {
         let handles: Vec<(String, ChainHandle)> = {
             let mut map = self.map.lock().await;
             self.closing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             map.drain().collect()
         };
-        for (name, h) in handles {
+        for (name, h) in &handles {
             let (tx, rx) = oneshot::channel();
             if h.send(Command::Close {
                 reason: reason.into(),
@@ -259,5 +267,6 @@ impl Chains {
                 }
             }
         }
+        handles
     }
 }

@@ -65,6 +65,20 @@ impl From<AppendError> for Error {
     }
 }
 
+/// Opens an existing chain file to read and append, never through a
+/// symlink.
+fn open_existing(path: &Path) -> Result<File, Error> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => symlink_refused(path),
+            _ => Error::io(format!("opening {}", path.display()), e),
+        })
+}
+
 /// The refusal of a symlink where a chain file or the chains dir should be.
 pub fn symlink_refused(path: &Path) -> Error {
     Error::Corrupt(format!(
@@ -75,6 +89,22 @@ pub fn symlink_refused(path: &Path) -> Error {
 }
 
 impl ChainFile {
+    /// Opens an existing chain file at its end, to append entries to a
+    /// chain that is not open (its last line is whole: it was closed).
+    pub fn open_at_end(path: &Path) -> Result<Self, Error> {
+        let file = open_existing(path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?
+            .len();
+        Ok(ChainFile {
+            path: path.to_owned(),
+            file,
+            len,
+            failed: false,
+        })
+    }
+
     /// Creates a new, empty chain file (never overwrites one, nor follows a
     /// symlink) and makes its directory entry durable.
     pub fn create(path: &Path) -> Result<Self, Error> {
@@ -98,15 +128,7 @@ impl ChainFile {
     /// the last newline were never acknowledged (replies follow the fsync
     /// of whole lines), so they are removed and the cut made durable.
     pub fn recover(path: &Path) -> Result<Recovered, Error> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => symlink_refused(path),
-                _ => Error::io(format!("opening {}", path.display()), e),
-            })?;
+        let mut file = open_existing(path)?;
         // After a failed fsync the page cache may hold lines the disk does
         // not: drop the file's clean pages so that what is read is what
         // the disk holds. Advisory; dirty pages stay, and are written.

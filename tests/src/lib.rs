@@ -435,6 +435,18 @@ impl Daemon {
     }
 }
 
+/// A chain file's text without its seal entries (the receipt log's
+/// `sigil.checkpoint` recorder entries, written when the log's checkpoint
+/// covers new receipts), for tests about the receipts' layout.
+pub fn without_seals(text: &str) -> String {
+    text.split_inclusive('\n')
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .map_or(true, |v| v["type"] != "sigil.checkpoint")
+        })
+        .collect()
+}
+
 /// The lines of a chain file, parsed, with their 1-based line numbers.
 pub fn chain_lines(path: &Path) -> Vec<(usize, serde_json::Value)> {
     let text = std::fs::read_to_string(path).unwrap();

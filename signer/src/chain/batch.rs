@@ -6,6 +6,7 @@
 use serde_json::{Map, Value};
 use sigil_proto::receipt::session;
 use sigil_proto::timestamp;
+use tokio::sync::oneshot;
 
 use super::tail::Tail;
 use super::{seal, Appended, Command, Ctx, DigestSigned, Reply, RevocationWritten, State};
@@ -20,6 +21,8 @@ pub(super) enum Outcome {
     Done(Reply<()>, Result<(), Error>),
     Key(Reply<KeyVersion>, Result<KeyVersion, Error>),
     Revoked(Reply<RevocationWritten>, Result<RevocationWritten, Error>),
+    /// A seal entry: durable, or not written.
+    Sealed(Option<oneshot::Sender<bool>>, bool),
 }
 
 impl Outcome {
@@ -30,6 +33,11 @@ impl Outcome {
             Outcome::Done(tx, r) => drop(tx.send(r)),
             Outcome::Key(tx, r) => drop(tx.send(r)),
             Outcome::Revoked(tx, r) => drop(tx.send(r)),
+            Outcome::Sealed(tx, ok) => {
+                if let Some(tx) = tx {
+                    let _ = tx.send(ok);
+                }
+            }
         }
     }
 
@@ -45,6 +53,7 @@ impl Outcome {
             Outcome::Done(tx, _) => Outcome::Done(tx, Err(e)),
             Outcome::Key(tx, _) => Outcome::Key(tx, Err(e)),
             Outcome::Revoked(tx, _) => Outcome::Revoked(tx, Err(e)),
+            Outcome::Sealed(tx, _) => Outcome::Sealed(tx, false),
         }
     }
 }
@@ -57,11 +66,12 @@ fn fail(cmd: Command, e: Error) -> Outcome {
         Command::RecordRevocation { reply, .. } => Outcome::Revoked(reply, Err(e)),
         Command::Rotate { reply, .. } => Outcome::Key(reply, Err(e)),
         Command::Open { reply } | Command::Close { reply, .. } => Outcome::Done(reply, Err(e)),
+        Command::Seal { done, .. } => Outcome::Sealed(done, false),
     }
 }
 
 /// Refuses every command of a batch with the same reason.
-fn refuse_all(batch: Vec<Option<Command>>, msg: &str) -> Vec<Outcome> {
+pub(super) fn refuse_all(batch: Vec<Option<Command>>, msg: &str) -> Vec<Outcome> {
     batch
         .into_iter()
         .flatten()
@@ -106,8 +116,12 @@ struct Batch<'a> {
     signed: Vec<(KeyVersion, u64)>,
     /// The key the batch began with (a boundary in it is a rotation).
     began_with: KeyVersion,
-    /// A session_close is in `buf`: nothing may follow it.
+    /// A session_close is in `buf`: nothing may follow it but seals.
     closed: bool,
+    /// Seal entries in `buf`, and the tree size of the last seal once
+    /// they are durable.
+    seals: usize,
+    sealed_to: u64,
 }
 
 impl Ctx {
@@ -130,6 +144,8 @@ impl Ctx {
             answered: Vec::new(),
             signed: Vec::new(),
             closed: false,
+            seals: 0,
+            sealed_to: self.last_seal.load(std::sync::atomic::Ordering::SeqCst),
         };
         for cmd in batch {
             b.command(cmd);
@@ -208,6 +224,9 @@ fn push(buf: &mut Vec<u8>, line: &str) {
 
 impl Batch<'_> {
     fn command(&mut self, cmd: Option<Command>) {
+        if let Some(Command::Seal { seal, done }) = cmd {
+            return self.seal_entry(&seal, done);
+        }
         if self.closed {
             // The run is closed: nothing may follow its session_close.
             if let Some(cmd) = cmd {
@@ -231,6 +250,21 @@ impl Batch<'_> {
             Some(Command::Rotate { target, reply }) => self.rotate(&target, reply),
             Some(Command::Open { reply }) => self.answered.push(Outcome::Done(reply, Ok(()))),
             Some(Command::Close { reason, reply }) => self.close(&reason, reply),
+            Some(Command::Seal { .. }) => {}
+        }
+    }
+
+    /// A seal entry joins the buffer (no signature: it carries the
+    /// checkpoint's own).
+    fn seal_entry(&mut self, seal: &crate::log::Seal, done: Option<oneshot::Sender<bool>>) {
+        match self.ctx.seal_line(seal, self.sealed_to) {
+            Some(line) => {
+                push(&mut self.buf, &line);
+                self.seals += 1;
+                self.sealed_to = seal.size;
+                self.pending.push(Outcome::Sealed(done, true));
+            }
+            None => self.answered.push(Outcome::Sealed(done, false)),
         }
     }
 
@@ -400,6 +434,8 @@ impl Batch<'_> {
             mut answered,
             signed,
             began_with,
+            seals,
+            sealed_to,
             ..
         } = self;
         if buf.is_empty() {
@@ -430,7 +466,12 @@ impl Batch<'_> {
             );
             return (None, answered);
         }
-        let lines = buf.iter().filter(|b| **b == b'\n').count() as u64;
+        if seals > 0 {
+            ctx.last_seal
+                .store(sealed_to, std::sync::atomic::Ordering::SeqCst);
+            crate::failpoint::hit("chain.seal_written");
+        }
+        let lines = (buf.iter().filter(|b| **b == b'\n').count() - seals) as u64;
         m.batch_size.observe(lines as f64);
         m.receipts(&ctx.name, lines);
         if state.tail.key != began_with {

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::counters::Counters;
 use crate::keyring::{KeyVersion, Keyring, Revoked};
-use crate::log::ReceiptLog;
+use crate::log::{ReceiptLog, Seal};
 use crate::store::ChainFile;
 use crate::Error;
 use tail::Tail;
@@ -146,7 +146,17 @@ pub enum Command {
         /// Done.
         reply: Reply<RevocationWritten>,
     },
-    /// End the run with a session_close and stop the task.
+    /// Write a seal entry (the log's checkpoint, and where the chain's
+    /// latest receipt is in it) after what the chain holds; `done` hears
+    /// whether it is durable.
+    Seal {
+        /// The checkpoint and inclusion proof.
+        seal: Seal,
+        /// Told `true` once the entry is durable.
+        done: Option<oneshot::Sender<bool>>,
+    },
+    /// End the run with a session_close; the task then takes only seals,
+    /// until its last handle is dropped.
     Close {
         /// `close_reason`.
         reason: String,
@@ -205,6 +215,7 @@ pub fn spawn(name: String, path: PathBuf, key_name: String, shared: &Shared) -> 
         counters: shared.counters.clone(),
         settings,
         log: shared.log.clone(),
+        last_seal: std::sync::atomic::AtomicU64::new(0),
         refused: OnceLock::new(),
         counted: std::sync::atomic::AtomicBool::new(false),
     });
@@ -223,6 +234,9 @@ struct Ctx {
     counters: Arc<Counters>,
     settings: Arc<Settings>,
     log: Option<Arc<ReceiptLog>>,
+    /// Tree size of the last seal in the file (0: none): the next seal
+    /// proves it extends that one.
+    last_seal: std::sync::atomic::AtomicU64,
     /// Why the chain's file cannot be resumed (damage sigild will not cut,
     /// a signer it does not know, a symlink): every command is answered
     /// with it, without reading the file again, until a restart.
@@ -250,6 +264,63 @@ impl Ctx {
         let fresh = std::mem::take(&mut tail.fresh);
         if let Some(log) = &self.log {
             log.append(&self.name, &fresh);
+        }
+    }
+
+    /// The seal entry for `seal`, proving consistency with the seal at
+    /// `prior` (0: none); `None` when the file is sealed at that size or
+    /// later already, or the proof cannot be made.
+    fn seal_line(&self, seal: &Seal, prior: u64) -> Option<String> {
+        if prior >= seal.size {
+            return None;
+        }
+        let consistency = match (&self.log, prior) {
+            (_, 0) => None,
+            (Some(log), prior) => match log.prove_consistency(prior, seal.size) {
+                Ok(proof) => Some((prior, proof)),
+                Err(e) => {
+                    tracing::warn!(chain = %self.name, error = %e, "seal not written");
+                    return None;
+                }
+            },
+            (None, _) => return None,
+        };
+        Some(seal.entry(&self.name, consistency))
+    }
+
+    /// Writes seals into a chain that is not open (closed for idleness or
+    /// at shutdown), after its last line, without opening a run.
+    fn seal_unopened(&self, seals: Vec<(Seal, Option<oneshot::Sender<bool>>)>) {
+        use std::sync::atomic::Ordering;
+        let mut buf = Vec::new();
+        let mut to = self.last_seal.load(Ordering::SeqCst);
+        let mut replies = Vec::new();
+        for (seal, done) in seals {
+            if self.refused.get().is_none() {
+                if let Some(line) = self.seal_line(&seal, to) {
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.push(b'\n');
+                    to = seal.size;
+                }
+            }
+            replies.push(done);
+        }
+        let ok = buf.is_empty()
+            || match ChainFile::open_at_end(&self.path)
+                .and_then(|mut f| f.append_durable(&buf).map_err(Error::from))
+            {
+                Ok(()) => {
+                    self.last_seal.store(to, Ordering::SeqCst);
+                    crate::failpoint::hit("chain.seal_written");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(chain = %self.name, error = %e, "seal not written");
+                    false
+                }
+            };
+        for done in replies.into_iter().flatten() {
+            let _ = done.send(ok);
         }
     }
 

@@ -106,6 +106,8 @@ impl Ctx {
         if let Some(log) = &self.log {
             log.catch_up(&self.name, &scanned.receipts);
         }
+        self.last_seal
+            .store(scanned.last_seal, std::sync::atomic::Ordering::SeqCst);
         let mut state = State {
             file: rec.file,
             tail: scanned.tail,

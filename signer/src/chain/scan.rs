@@ -40,6 +40,8 @@ pub(super) struct Scanned {
     pub cut: Option<Cut>,
     /// The receipt hash of every receipt kept, in order.
     pub receipts: Vec<String>,
+    /// The tree size of the last seal entry in the file (0: none).
+    pub last_seal: u64,
 }
 
 /// Lines after the last valid receipt that are cut.
@@ -150,6 +152,7 @@ pub(super) fn scan(
         keep_bytes,
         cut,
         receipts: links.into_iter().map(|l| l.hash).collect(),
+        last_seal: last_seal(&lines),
     })
 }
 
@@ -219,11 +222,13 @@ fn what_to_cut(
     bad: Bad,
 ) -> Result<(u64, Option<Cut>), ScanError> {
     let total = lines.last().map_or(0, |l| l.end);
+    // Seal entries after the last receipt are the chain's own evidence,
+    // written after its receipts (at close, last of all): kept.
     let rest: Vec<(usize, &Line)> = lines
         .iter()
         .enumerate()
         .skip(g.line + 1)
-        .filter(|(_, l)| !l.text.trim().is_empty())
+        .filter(|(_, l)| !l.text.trim().is_empty() && seal_size(&l.text).is_none())
         .collect();
     let Some(&(first, l)) = rest.first() else {
         return Ok((total, None));
@@ -250,12 +255,18 @@ fn what_to_cut(
              then restart sigild"
         )));
     }
+    // After the last line kept (the last valid receipt, or a seal entry
+    // that follows it): blank lines before the damage go with it.
+    let kept = lines[..first]
+        .iter()
+        .rposition(|l| !l.text.trim().is_empty())
+        .unwrap_or(g.line);
     let cut = Cut {
-        lines: lines.len() - g.line - 1,
+        lines: lines.len() - kept - 1,
         aside: true,
         reason,
     };
-    Ok((lines[g.line].end, Some(cut)))
+    Ok((lines[kept].end, Some(cut)))
 }
 
 /// The tail after the valid chain `links`, whose last link is `g` and
@@ -374,6 +385,33 @@ fn check_anchor(r: &Receipt, anchor: &str) -> Result<(), String> {
         Some(o) if anchor.starts_with("g1:") && session::genesis_hash(o) == anchor => Ok(()),
         _ => Err("the first receipt is not anchored by a g1: session_open".into()),
     }
+}
+
+/// The tree size of a seal entry's checkpoint, or `None` for any other
+/// line.
+fn seal_size(text: &str) -> Option<u64> {
+    if !text.contains(crate::log::SEAL_TYPE) {
+        return None;
+    }
+    let Ok(Entry::Other { kind, detail }) = receipt::parse_entry(text) else {
+        return None;
+    };
+    if kind != crate::log::SEAL_TYPE {
+        return None;
+    }
+    let note = sigil_proto::tlog::Note::parse(detail?.get("note")?.as_str()?).ok()?;
+    sigil_proto::tlog::Checkpoint::parse(&note.text)
+        .ok()
+        .map(|c| c.size)
+}
+
+/// The tree size of the file's last seal entry (0: none).
+fn last_seal(lines: &[Line<'_>]) -> u64 {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| seal_size(&l.text))
+        .unwrap_or(0)
 }
 
 fn is_endorsement(text: &str) -> bool {

@@ -35,6 +35,9 @@ struct Task {
     /// The chain was closed for idleness and its state dropped; the next
     /// command reopens it.
     idle_closed: bool,
+    /// The run was closed for good (shutdown): only seals are taken, until
+    /// the last handle is dropped.
+    closed: bool,
 }
 
 /// Runs chain `ctx` until it is closed or every handle is dropped.
@@ -51,17 +54,15 @@ pub(super) async fn run(ctx: Arc<Ctx>, rx: mpsc::Receiver<Command>) {
         written: false,
         last_command: Instant::now(),
         idle_closed: false,
+        closed: false,
     };
     loop {
-        let done = match task.next().await {
-            Wake::Stopped => true,
+        match task.next().await {
+            Wake::Stopped => break,
             Wake::Heartbeat if task.written => task.batch(vec![None]).await,
-            Wake::Heartbeat => false,
+            Wake::Heartbeat => {}
             Wake::Idle => task.close_idle().await,
             Wake::Commands(batch) => task.batch(batch).await,
-        };
-        if done {
-            break;
         }
     }
 }
@@ -92,10 +93,35 @@ impl Task {
         }
     }
 
-    /// Runs a batch of commands (or a heartbeat) and replies; true when the
-    /// chain is closed and the task ends.
-    async fn batch(&mut self, batch: Vec<Option<Command>>) -> bool {
-        let commands = batch.iter().any(Option::is_some);
+    /// Runs a batch of commands (or a heartbeat) and replies. After a
+    /// close the chain takes seals only; a batch of seals alone on a chain
+    /// that is not open is written without opening a run.
+    async fn batch(&mut self, mut batch: Vec<Option<Command>>) {
+        if self.closed {
+            batch = refuse_all_but_seals(batch);
+        }
+        let only_seals = batch
+            .iter()
+            .all(|c| matches!(c, Some(Command::Seal { .. })));
+        if only_seals && self.state.is_none() {
+            let seals = batch
+                .into_iter()
+                .flatten()
+                .filter_map(|c| match c {
+                    Command::Seal { seal, done } => Some((seal, done)),
+                    _ => None,
+                })
+                .collect();
+            let ctx = self.ctx.clone();
+            let _ = tokio::task::spawn_blocking(move || ctx.seal_unopened(seals)).await;
+            return;
+        }
+        // Seals are the daemon's own: they neither keep a chain awake nor
+        // call for a heartbeat.
+        let commands = batch.iter().any(|c| {
+            c.as_ref()
+                .is_some_and(|c| !matches!(c, Command::Seal { .. }))
+        });
         let closing = batch
             .iter()
             .any(|c| matches!(c, Some(Command::Close { .. })));
@@ -110,7 +136,8 @@ impl Task {
                         let _ = reply.send(Ok(()));
                     }
                 }
-                return true;
+                self.closed = true;
+                return;
             }
             self.idle_closed = false;
         }
@@ -119,14 +146,17 @@ impl Task {
         for o in outcomes {
             o.send();
         }
-        closing
+        if closing {
+            self.closed = true;
+            self.state = None;
+        }
     }
 
     /// Closes an idle chain (no caller waits on it) and drops its state:
     /// closed, or (on a failure) to be re-read from disk, nothing is held
     /// until the next command. Only a written close spares the shutdown its
     /// own.
-    async fn close_idle(&mut self) -> bool {
+    async fn close_idle(&mut self) {
         let (reply, _) = oneshot::channel();
         let close = Command::Close {
             reason: "idle".into(),
@@ -136,7 +166,6 @@ impl Task {
         self.state = None;
         self.idle_closed = outcomes.iter().any(Outcome::is_done);
         tracing::debug!(chain = %self.ctx.name, closed = self.idle_closed, "idle chain released");
-        false
     }
 
     /// Runs one batch on the blocking pool; the state comes back with it.
@@ -156,6 +185,21 @@ impl Task {
             }
         }
     }
+}
+
+/// After the close, every command but a seal is refused.
+fn refuse_all_but_seals(batch: Vec<Option<Command>>) -> Vec<Option<Command>> {
+    let (seals, others): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .flatten()
+        .partition(|c| matches!(c, Command::Seal { .. }));
+    for o in super::batch::refuse_all(
+        others.into_iter().map(Some).collect(),
+        "chain is shutting down",
+    ) {
+        o.send();
+    }
+    seals.into_iter().map(Some).collect()
 }
 
 fn batch_only_closes(batch: &[Option<Command>]) -> bool {

@@ -22,6 +22,7 @@
 //! missing.
 
 mod files;
+mod seal;
 mod tree;
 
 use std::collections::BTreeSet;
@@ -35,6 +36,7 @@ use crate::counters::Counters;
 use crate::keyring::Keyring;
 use crate::Error;
 pub use files::log_dir;
+pub use seal::{Seal, SEAL_TYPE};
 pub use tree::Position;
 use tree::{entries_at, Tree};
 
@@ -73,6 +75,8 @@ pub struct Published {
     pub note: String,
     /// Its tree size.
     pub size: u64,
+    /// Each chain's last receipt in it.
+    pub chains: Arc<std::collections::BTreeMap<String, Position>>,
 }
 
 /// The daemon's receipt log.
@@ -86,6 +90,8 @@ pub struct ReceiptLog {
     partials: Mutex<BTreeSet<(Option<u8>, u64, u64)>>,
     /// One checkpoint at a time.
     signing: Mutex<()>,
+    /// Seals issued, by chain.
+    issued: Mutex<seal::Issued>,
 }
 
 impl ReceiptLog {
@@ -130,13 +136,15 @@ impl ReceiptLog {
             );
         }
         let (tree, published) = match loaded {
-            Some(l) => (
-                l.tree,
-                Some(Arc::new(Published {
+            Some(l) => {
+                let chains = Arc::new(l.tree.chains.clone());
+                let published = Published {
                     note: l.checkpoint,
                     size,
-                })),
-            ),
+                    chains,
+                };
+                (l.tree, Some(Arc::new(published)))
+            }
             None => (Tree::default(), None),
         };
         crate::metrics::get()
@@ -149,6 +157,7 @@ impl ReceiptLog {
             published: RwLock::new(published),
             partials: Mutex::new(BTreeSet::new()),
             signing: Mutex::new(()),
+            issued: Mutex::new(seal::Issued::new()),
         })
     }
 
@@ -229,19 +238,18 @@ impl ReceiptLog {
         .to_text();
         let note = sign_note(keyring, counters, key_name, &self.settings.origin, &text)?;
         crate::failpoint::hit("log.checkpoint_signed");
-        files::save(
-            &self.dir,
-            &files::State {
-                checkpoint: note.clone(),
-                chains: snap.chains,
-            },
-        )?;
+        let state = files::State {
+            checkpoint: note.clone(),
+            chains: snap.chains,
+        };
+        files::save(&self.dir, &state)?;
         *self
             .published
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(Published {
             note,
             size: snap.size,
+            chains: Arc::new(state.chains),
         }));
         let m = crate::metrics::get();
         m.log_size
@@ -306,35 +314,9 @@ impl ReceiptLog {
         std::fs::read(self.dir.join(path)).ok()
     }
 
-    /// Runs checkpoints every `checkpoint_seconds` until the process ends.
-    pub fn spawn_checkpoints(
-        self: Arc<Self>,
-        keyring: Arc<Keyring>,
-        counters: Arc<Counters>,
-        key_name: String,
-    ) {
-        let every = Duration::from_secs(self.settings.checkpoint_seconds.max(1));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let (log, k, c, name) = (
-                    self.clone(),
-                    keyring.clone(),
-                    counters.clone(),
-                    key_name.clone(),
-                );
-                match tokio::task::spawn_blocking(move || log.checkpoint(&k, &c, &name)).await {
-                    Ok(Ok(Some(size))) => tracing::debug!(size, "log checkpoint signed"),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "log checkpoint not signed; will retry")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "log checkpoint task failed"),
-                }
-            }
-        });
+    /// Shortest time between two checkpoints.
+    pub fn checkpoint_every(&self) -> Duration {
+        Duration::from_secs(self.settings.checkpoint_seconds.max(1))
     }
 }
 

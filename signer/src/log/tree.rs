@@ -17,6 +17,9 @@ pub struct Position {
     pub count: u64,
     /// The receipt hash of the last of them.
     pub hash: String,
+    /// Its leaf index in the log.
+    #[serde(default)]
+    pub index: u64,
 }
 
 /// A full tile (or entry bundle) completed and not yet written.
@@ -47,6 +50,9 @@ pub(super) struct Tree {
     pub chains: BTreeMap<String, Position>,
 }
 
+/// The index of a chain's last receipt when it is not in the log.
+pub(super) const NOT_LOGGED: u64 = u64::MAX;
+
 /// How many entries a tile level holds at `size` leaves.
 pub(super) fn entries_at(level: usize, size: u64) -> u64 {
     u32::try_from(level)
@@ -69,6 +75,7 @@ impl Tree {
         let p = self.chains.entry(chain.to_owned()).or_default();
         p.count += hashes.len() as u64;
         p.hash.clone_from(last);
+        p.index = self.size - 1;
     }
 
     /// Logs what a chain file holds that the log does not: `file`, every
@@ -89,9 +96,13 @@ impl Tree {
                 Ok(file.len() - n)
             }
             None => {
+                // The position follows the file (so what is appended next
+                // is logged after it); its last receipt is not in the log,
+                // so nothing is sealed until the next one is.
                 let now = Position {
                     count: file.len() as u64,
                     hash: file.last().cloned().unwrap_or_default(),
+                    index: NOT_LOGGED,
                 };
                 self.chains.insert(chain.to_owned(), now);
                 Err(have)

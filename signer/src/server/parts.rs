@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use sigil_keys::Backend;
 
+use crate::chain::Command;
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::keyring::Keyring;
 use crate::lifecycle::Lifecycle;
-use crate::log::ReceiptLog;
+use crate::log::{ReceiptLog, Seal};
 use crate::registry::{Chains, Quotas};
 use crate::Error;
 
@@ -77,10 +78,15 @@ impl Parts {
         if let Some(log) = &log {
             // After every chain resumed, so the first checkpoint holds what
             // a crash kept out of the log.
-            log.clone().spawn_checkpoints(
-                keyring.clone(),
-                counters.clone(),
-                config.key_name.clone(),
+            spawn_log(
+                LogWork {
+                    log: log.clone(),
+                    keyring: keyring.clone(),
+                    counters: counters.clone(),
+                    key_name: config.key_name.clone(),
+                },
+                chains.clone(),
+                Duration::from_secs(config.log.seal_seconds.max(1)),
             );
         }
         let lifecycle = Arc::new(
@@ -109,6 +115,65 @@ impl Parts {
             log,
         })
     }
+}
+
+/// What signing a checkpoint takes.
+#[derive(Clone)]
+pub(super) struct LogWork {
+    pub(super) log: Arc<ReceiptLog>,
+    pub(super) keyring: Arc<Keyring>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) key_name: String,
+}
+
+impl LogWork {
+    /// Signs a checkpoint when the log grew (on the blocking pool), then
+    /// lists the seals due: every `seal_every` per chain, or all (`None`).
+    pub(super) async fn checkpoint(&self, seal_every: Option<Duration>) -> Vec<(String, Seal)> {
+        let w = self.clone();
+        let signed = tokio::task::spawn_blocking(move || {
+            let signed = w.log.checkpoint(&w.keyring, &w.counters, &w.key_name);
+            let seals = w
+                .log
+                .seals_due(seal_every.unwrap_or_default(), seal_every.is_none());
+            (signed, seals)
+        })
+        .await;
+        match signed {
+            Ok((Ok(size), seals)) => {
+                if let Some(size) = size {
+                    tracing::debug!(size, "log checkpoint signed");
+                }
+                seals
+            }
+            Ok((Err(e), _)) => {
+                tracing::warn!(error = %e, "log checkpoint not signed; will retry");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "log checkpoint task failed");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Signs a checkpoint every `checkpoint_seconds` when the log grew, and
+/// sends each chain due its seal.
+fn spawn_log(work: LogWork, chains: Arc<Chains>, seal_every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(work.log.checkpoint_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for (chain, seal) in work.checkpoint(Some(seal_every)).await {
+                if let Some(h) = chains.existing(&chain).await {
+                    // The chain writes it in its turn; a full queue waits.
+                    let _ = h.send(Command::Seal { seal, done: None }).await;
+                }
+            }
+        }
+    });
 }
 
 /// Re-signs the directory every `every`, so that a fresh `signed_at` is

@@ -18,9 +18,10 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 use tower::layer::util::{Identity, Stack};
 
-use super::parts::Parts;
+use super::parts::{LogWork, Parts};
 use crate::admin::AdminService;
 use crate::auth::Auth;
+use crate::chain::Command;
 use crate::config::Config;
 use crate::front::{FrontLayer, Listener};
 use crate::ratelimit::RateLimit;
@@ -183,20 +184,35 @@ impl Serving {
             }
         }
         // No chain opens after this, so nothing can follow a session_close.
-        parts.chains.close_all("shutdown").await;
+        let closed = parts.chains.close_all("shutdown").await;
         if let Some(log) = parts.log.clone() {
-            // The last checkpoint covers every session_close.
-            let (k, c, name) = (
-                parts.keyring.clone(),
-                parts.counters.clone(),
-                key_name.to_owned(),
-            );
-            match tokio::task::spawn_blocking(move || log.checkpoint(&k, &c, &name)).await {
-                Ok(Ok(size)) => tracing::info!(size, "final log checkpoint"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "final log checkpoint not signed"),
-                Err(e) => tracing::warn!(error = %e, "final log checkpoint task failed"),
+            // The last checkpoint covers every session_close, and every
+            // chain ends with the seal of its close.
+            let work = LogWork {
+                log,
+                keyring: parts.keyring.clone(),
+                counters: parts.counters.clone(),
+                key_name: key_name.to_owned(),
+            };
+            let mut sealed = 0;
+            for (chain, seal) in work.checkpoint(None).await {
+                let Some((_, h)) = closed.iter().find(|(n, _)| *n == chain) else {
+                    continue;
+                };
+                let (done, written) = tokio::sync::oneshot::channel();
+                let seal = Command::Seal {
+                    seal,
+                    done: Some(done),
+                };
+                if h.send(seal).await.is_ok()
+                    && matches!(tokio::time::timeout(grace, written).await, Ok(Ok(true)))
+                {
+                    sealed += 1;
+                }
             }
+            tracing::info!(chains = sealed, "final seals written");
         }
+        drop(closed);
         let _ = tokio::time::timeout(grace, self.http).await;
         self.socket.abort();
         let _ = fs::remove_file(&self.socket_path);

@@ -119,7 +119,7 @@ async fn the_log_holds_every_receipt_and_catches_a_cut_or_rewritten_chain() {
     }
 
     // Cut at the end: still a valid chain, but the log holds more.
-    let text = std::fs::read_to_string(&paths[0]).unwrap();
+    let text = sigil_tests::without_seals(&std::fs::read_to_string(&paths[0]).unwrap());
     let lines: Vec<&str> = text.lines().collect();
     let cut = dir.path().join("pay-cut.jsonl");
     std::fs::write(&cut, lines[..lines.len() - 3].join("\n") + "\n").unwrap();
@@ -265,6 +265,7 @@ async fn kill_9_at_each_log_step_keeps_every_checkpoint_consistent() {
         "",
         "log.tiles_written",
         "log.checkpoint_signed",
+        "chain.seal_written",
         "mid-append",
     ]
     .iter()
@@ -401,4 +402,115 @@ async fn a_checkpoint_of_a_retired_or_revoked_version_is_refused() {
         out.contains("not signed by any key the trust anchor vouches for"),
         "{out}"
     );
+}
+
+fn seal_lines(text: &str) -> Vec<(usize, serde_json::Value)> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .map(|v| (i, v))
+        })
+        .filter(|(_, v)| v["type"] == "sigil.checkpoint")
+        .collect()
+}
+
+/// Seal entries: each chain carries checkpoints of the log with inclusion
+/// proofs of its own receipts, which both verifiers accept, which sigil
+/// verify checks without the log, and which a restart keeps; a closed
+/// chain is sealed to its last receipt. Edited, removed or copied onto a
+/// forked file, they are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seal_entries_carry_the_log_into_each_chain_and_resist_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("seal.toml");
+    std::fs::write(&config, "[log]\nseal_seconds = 1\n").unwrap();
+    let cfg = ["--config", config.to_str().unwrap()];
+    let mut daemon = Daemon::start(&data, &cfg);
+    let root = daemon.active_key();
+    for round in 0..3 {
+        append_many(&daemon.endpoint, &["s"], 10, 1).await;
+        let path = daemon.chain_path("s");
+        let want = round + 1;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                seal_lines(&std::fs::read_to_string(&path).unwrap()).len() >= want
+            }),
+            "no seal {want}"
+        );
+    }
+    assert!(daemon.terminate());
+    let path = daemon.chain_path("s");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let seals = seal_lines(&text);
+    assert!(seals.len() >= 3, "{} seals", seals.len());
+    // Closed and sealed to its end: the close receipt, then its seal.
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        seals.last().unwrap().0,
+        lines.len() - 1,
+        "a seal ends the file"
+    );
+    let close: serde_json::Value = serde_json::from_str(lines[lines.len() - 2]).unwrap();
+    assert_eq!(
+        close["action_record"]["session_control"]["kind"],
+        "session_close"
+    );
+    assert!(seals[1..]
+        .iter()
+        .all(|(_, v)| v["detail"]["prior_size"].is_u64()));
+    assert_chain_verifies(&path, &root, "s", &[]);
+    let (code, out) = verify("chain", &path, &root, &["--strict"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("Seals: {}, ", seals.len())) && out.contains("(0 after it)"),
+        "{out}"
+    );
+
+    let tampered = |edit: &dyn Fn(&mut Vec<String>)| {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        edit(&mut lines);
+        let p = dir.path().join("tampered.jsonl");
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        verify("chain", &p, &root, &["--session-id", "s"])
+    };
+    // An inclusion proof edited.
+    let (i, mut v) = seals[1].clone();
+    let h = v["detail"]["inclusion"][0].as_str().unwrap().to_owned();
+    let flipped = format!("{}{}", if h.starts_with('0') { "1" } else { "0" }, &h[1..]);
+    v["detail"]["inclusion"][0] = flipped.into();
+    let (code, out) = tampered(&|l| l[i] = v.to_string());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("seal: receipt"), "{out}");
+    // A seal removed from the middle.
+    let gone = seals[1].0;
+    let (code, out) = tampered(&|l| {
+        l.remove(gone);
+    });
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("a seal was removed or moved"), "{out}");
+    // The genuine last seal copied onto a file that lacks what it sealed
+    // (a shorter history shown as sealed): it names a receipt the file
+    // does not hold.
+    let receipts_only = sigil_tests::without_seals(&text);
+    let prefix: Vec<&str> = receipts_only.lines().take(20).collect();
+    let fork = dir.path().join("fork.jsonl");
+    let last_seal = lines[seals.last().unwrap().0];
+    std::fs::write(&fork, format!("{}\n{last_seal}\n", prefix.join("\n"))).unwrap();
+    let (code, out) = verify("chain", &fork, &root, &["--session-id", "s"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("not in this file before it: FORK"), "{out}");
+
+    // A restart keeps the seals, and the next seal extends the last one.
+    let mut daemon = Daemon::start(&data, &cfg);
+    append_many(&daemon.endpoint, &["s"], 5, 1).await;
+    assert!(daemon.terminate());
+    let after = std::fs::read_to_string(&path).unwrap();
+    assert!(after.starts_with(&text), "the restart changed the file");
+    assert!(seal_lines(&after).len() > seals.len());
+    let (code, out) = verify("chain", &path, &root, &["--strict"]);
+    assert_eq!(code, 0, "{out}");
+    assert_chain_verifies(&path, &root, "s", &[]);
 }
