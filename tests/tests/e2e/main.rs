@@ -31,6 +31,7 @@ mod front_stage;
 mod http_limits;
 mod keyring_readers;
 mod limits;
+mod log_interop;
 mod log_transparency;
 mod observability_metrics;
 mod pkcs11_daemon;
