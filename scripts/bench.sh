@@ -12,6 +12,8 @@ tmp=$(mktemp -d)
 cleanup() { [ -n "${tpm_pid:-}" ] && kill "$tpm_pid" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 
+# `scripts/bench.sh log` runs only the receipt log comparison.
+if [ "${1:-all}" = all ]; then
 echo "## software"
 "$bin/sigil" bench --receipts "$receipts"
 
@@ -41,6 +43,7 @@ tpm_pid=$!
 sleep 1
 printf '[backend]\nkind = "tpm"\ntcti = "swtpm:host=127.0.0.1,port=%s"\n' "$port" >"$tmp/tpm.toml"
 TSS2_LOG=all+none "$bin/sigil" bench --receipts "$receipts" --sigild-arg=--config --sigild-arg="$tmp/tpm.toml"
+fi
 
 echo
 echo "## receipt log (software): streamed rate with the log off and on, alternately"

@@ -514,3 +514,35 @@ async fn seal_entries_carry_the_log_into_each_chain_and_resist_tampering() {
     assert_eq!(code, 0, "{out}");
     assert_chain_verifies(&path, &root, "s", &[]);
 }
+
+/// However many receipts arrive, the token signs at most one checkpoint
+/// per `checkpoint_seconds` (counted by `sigil_log_checkpoints_total`
+/// against the time the daemon has run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_signs_at_most_one_checkpoint_per_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let daemon = Daemon::start(&dir.path().join("data"), &[]);
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        append_many(&daemon.endpoint, &["busy-0", "busy-1"], 20, 2).await;
+    }
+    let metrics = sigil_client::fetch::get(&format!("http://{}/metrics", daemon.http))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed().as_secs();
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    let checkpoints = value("sigil_log_checkpoints_total ");
+    assert!(checkpoints >= 2, "{checkpoints} checkpoints under load");
+    // One per elapsed second, plus the one at start.
+    assert!(
+        checkpoints <= elapsed + 1,
+        "{checkpoints} checkpoints in {elapsed} s"
+    );
+    assert!(value("sigil_log_size ") > 100);
+}
