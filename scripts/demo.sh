@@ -2,8 +2,9 @@
 # Runs sigild on its embedded default (a software Ed25519 key "mediator" in
 # ./sigil-data, gRPC 127.0.0.1:7700, HTTP 127.0.0.1:7701), appends one
 # receipt to chain "demo", verifies the chain against the key directory the
-# daemon serves, and stops the daemon cleanly (the run ends with a
-# session_close). Run it again: the chain resumes with a restart open.
+# daemon serves and against its receipt log, and stops the daemon cleanly
+# (the run ends with a session_close and its seal). Run it again: the chain
+# resumes with a restart open.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --bins --quiet
@@ -30,6 +31,12 @@ echo
 echo "== verify: the chain, pinned to the root key $root, against the daemon's key directory"
 "$bin/sigil" verify chain "$data/chains/demo.jsonl" --key "$root" \
   --directory http://127.0.0.1:7701/.well-known/http-message-signatures-directory
+
+# The receipt log signs a checkpoint within a second of the append.
+sleep 1.5
+echo
+echo "== and against the receipt log: the log's receipts of chain demo are the file's"
+"$bin/sigil" verify chain "$data/chains/demo.jsonl" --key "$root" --log http://127.0.0.1:7701/log
 
 if [ -x .venv/bin/pipelock-verify ]; then
   echo
