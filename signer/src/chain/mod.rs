@@ -295,8 +295,11 @@ impl Ctx {
         let mut buf = Vec::new();
         let mut to = self.last_seal.load(Ordering::SeqCst);
         let mut replies = Vec::new();
+        // Only a file this process opened (and so read back whole, its
+        // torn tail cut) is appended to without opening it again.
+        let opened = self.counted.load(Ordering::SeqCst) && self.refused.get().is_none();
         for (seal, done) in seals {
-            if self.refused.get().is_none() {
+            if opened {
                 if let Some(line) = self.seal_line(&seal, to) {
                     buf.extend_from_slice(line.as_bytes());
                     buf.push(b'\n');
