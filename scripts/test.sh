@@ -36,4 +36,7 @@ cargo fmt --all -- --check
 cargo build --workspace --bins --locked --all-features
 cargo clippy --workspace --all-targets --locked --all-features -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --all-features
+# The fuzz targets are a project of their own (scripts/fuzz.sh runs them):
+# they must keep compiling as the code they fuzz changes.
+cargo check --manifest-path fuzz/Cargo.toml --bins --locked
 cargo test --workspace --locked --all-features "$@"

@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use libfuzzer_sys::fuzz_target;
-use sigil_proto::chain::{self, Options, Policy, Revocation};
+use sigil_proto::chain::{self, Options, Revocation};
+use sigil_proto::policy::Policy;
 use sigil_proto::timestamp;
 
 fuzz_target!(|data: &[u8]| {

@@ -57,6 +57,10 @@ fuzz_target!(|data: &[u8]| {
             versions,
             signed_at,
             revoked,
+            retired: Default::default(),
+            windows: Default::default(),
+            speaker_version: None,
+            certified_by: None,
         };
         let result = hw.clone().advance(&lineage);
         if all_parse {

@@ -6,7 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sigil_proto::chain::{check_policy, split_lines, Policy};
+use sigil_proto::chain::split_lines;
+use sigil_proto::policy::{check_policy, Policy};
 use sigil_proto::gojson::escape_for_jsonl;
 use sigil_proto::receipt::{self, Entry};
 
