@@ -7,10 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use sigil_client::receipt_log::{self, LogSource};
-use sigil_proto::chain::entries;
 use sigil_proto::directory::Directory;
 use sigil_proto::lineage::{Freshness, Lineage};
-use sigil_proto::receipt::{self, Entry};
 
 use crate::verify_cmd::{write_state, INVALID, RUNTIME, USAGE, VALID};
 
@@ -51,21 +49,23 @@ pub(crate) fn lineage_keys(l: &Lineage, retired: bool) -> Vec<String> {
         .collect()
 }
 
-/// The seal entries of a chain file, checked (see `sigil_client::seals`):
-/// a line for the verdict and its JSON, or why the file fails. With
-/// `strict`, receipts after the last seal fail a file that has seals.
+/// A line for the verdict and its JSON.
+pub(crate) type Reported = (String, serde_json::Value);
+
+/// The seal entries of a chain file, checked (see `sigil_client::seals`),
+/// in the one pass that also hashes every receipt for `--log`: a line for
+/// the verdict and its JSON when the file has seals, and the hashes; or why
+/// the file fails. With `strict`, receipts after the last seal fail a file
+/// that has seals.
 pub(crate) fn check_seals(
     text: &str,
     chain: &str,
     (keys, revoked): (&[String], &[String]),
     strict: bool,
-) -> Result<Option<(String, serde_json::Value)>, String> {
-    if !text.contains(sigil_client::seals::SEAL_TYPE) {
-        return Ok(None);
-    }
+) -> Result<(Option<Reported>, Vec<String>), String> {
     let s = sigil_client::seals::check(text, chain, keys, revoked)?;
     if s.seals == 0 {
-        return Ok(None);
+        return Ok((None, s.hashes));
     }
     if strict && s.unsealed() > 0 {
         return Err(format!(
@@ -73,33 +73,21 @@ pub(crate) fn check_seals(
             s.unsealed()
         ));
     }
-    Ok(Some((
-        format!(
-            "  Seals: {}, the last covering the first {} of {} receipts ({} after it){}",
-            s.seals,
-            s.through,
-            s.receipts,
-            s.unsealed(),
-            if s.revoked > 0 {
-                format!("; {} signed by a revoked version, not counted", s.revoked)
-            } else {
-                String::new()
-            }
-        ),
-        json!({"seals": s.seals, "sealed_through": s.through, "unsealed": s.unsealed(),
-            "revoked_seals": s.revoked}),
-    )))
-}
-
-/// The receipt hashes of a chain file, in order.
-fn file_receipts(text: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for line in entries(text) {
-        if let Ok(Entry::Receipt(r)) = receipt::parse_entry(line.text) {
-            out.push(r.hash().map_err(|e| format!("line {}: {e}", line.number))?);
+    let line = format!(
+        "  Seals: {}, the last covering the first {} of {} receipts ({} after it){}",
+        s.seals,
+        s.through,
+        s.hashes.len(),
+        s.unsealed(),
+        if s.revoked > 0 {
+            format!("; {} signed by a revoked version, not counted", s.revoked)
+        } else {
+            String::new()
         }
-    }
-    Ok(out)
+    );
+    let json = json!({"seals": s.seals, "sealed_through": s.through, "unsealed": s.unsealed(),
+        "revoked_seals": s.revoked});
+    Ok((Some((line, json)), s.hashes))
 }
 
 /// `--log` and `--log-state` for `sigil verify`.
@@ -208,24 +196,33 @@ fn seen_before(was: Option<u64>) -> String {
     }
 }
 
-/// `verify chain --log`: the file against what the log holds of `chain`.
-/// Ok: a line for the verdict and its JSON; Err: the exit code and why.
-pub(crate) fn check_chain(
-    args: &LogArgs,
-    keys: &[String],
-    chain: &str,
-    text: &str,
-) -> Result<(String, serde_json::Value), (u8, String)> {
+/// The log `--log` names, and its latest checkpoint as `latest_checked`
+/// takes it.
+type Opened = (LogSource, receipt_log::Signed, Option<u64>);
+
+fn open(args: &LogArgs, keys: &[String]) -> Result<Opened, (u8, String)> {
     let Some(log) = &args.log else {
         return Err((USAGE, "no --log".into()));
     };
     let mut src = LogSource::parse(log);
     let (signed, was) = latest_checked(&mut src, keys, args.log_state.as_deref())?;
+    Ok((src, signed, was))
+}
+
+/// `verify chain --log`: the file (its receipt hashes, in order) against
+/// what the log holds of `chain`. Ok: a line for the verdict and its JSON;
+/// Err: the exit code and why.
+pub(crate) fn check_chain(
+    args: &LogArgs,
+    keys: &[String],
+    chain: &str,
+    file: &[String],
+) -> Result<Reported, (u8, String)> {
+    let (mut src, signed, was) = open(args, keys)?;
     let cp = &signed.checkpoint;
     let entries = receipt_log::entries(&mut src, cp).map_err(|e| (INVALID, e))?;
     let logged = receipt_log::chain_receipts(&entries, chain);
-    let file = file_receipts(text).map_err(|e| (INVALID, e))?;
-    let cov = receipt_log::compare(&file, &logged, chain).map_err(|e| (INVALID, e))?;
+    let cov = receipt_log::compare(file, &logged, chain).map_err(|e| (INVALID, e))?;
     let after = if cov.after > 0 {
         format!(
             "; {} receipt(s) after it are not in this checkpoint yet",
@@ -254,12 +251,8 @@ pub(crate) fn check_receipt(
     args: &LogArgs,
     keys: &[String],
     receipt_hash: &str,
-) -> Result<(String, serde_json::Value), (u8, String)> {
-    let Some(log) = &args.log else {
-        return Err((USAGE, "no --log".into()));
-    };
-    let mut src = LogSource::parse(log);
-    let (signed, was) = latest_checked(&mut src, keys, args.log_state.as_deref())?;
+) -> Result<Reported, (u8, String)> {
+    let (mut src, signed, was) = open(args, keys)?;
     let cp = &signed.checkpoint;
     let inc = receipt_log::prove(&mut src, cp, receipt_hash).map_err(|e| (INVALID, e))?;
     Ok((

@@ -24,18 +24,18 @@ pub const SEAL_TYPE: &str = "sigil.checkpoint";
 pub struct Sealed {
     /// Seal entries checked.
     pub seals: usize,
-    /// Receipts of the file.
-    pub receipts: usize,
     /// Receipts up to and including the last one a seal names.
     pub through: usize,
     /// Seals signed by a revoked version, not counted.
     pub revoked: usize,
+    /// Every receipt hash of the file, in order (what `--log` compares).
+    pub hashes: Vec<String>,
 }
 
 impl Sealed {
     /// Receipts after the last seal.
     pub fn unsealed(&self) -> usize {
-        self.receipts - self.through
+        self.hashes.len() - self.through
     }
 }
 
@@ -74,8 +74,8 @@ pub fn check(
         match receipt::parse_entry(line.text) {
             Ok(Entry::Receipt(r)) => {
                 let h = r.hash().map_err(|e| format!("line {n}: {e}"))?;
-                at.insert(h, out.receipts);
-                out.receipts += 1;
+                at.insert(h.clone(), out.hashes.len());
+                out.hashes.push(h);
             }
             Ok(Entry::Other { kind, detail }) if kind == SEAL_TYPE => {
                 let fail = |why: String| format!("line {n}: seal: {why}");

@@ -174,30 +174,43 @@ impl Metrics {
                 let _ = writeln!(out, "sigil_errors_total{{code=\"{code}\"}} {n}");
             }
         }
-        out.push_str("# HELP sigil_token_up Whether the last token check succeeded.\n# TYPE sigil_token_up gauge\n");
-        let _ = writeln!(
-            out,
-            "sigil_token_up{{backend=\"{backend}\"}} {}",
-            self.token_up.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP sigil_token_sessions_in_use Token signing calls in progress (each holds a session).\n# TYPE sigil_token_sessions_in_use gauge\n");
-        let _ = writeln!(
-            out,
-            "sigil_token_sessions_in_use{{backend=\"{backend}\"}} {}",
-            self.token_in_use.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP sigil_log_size Leaves in the receipt log's latest checkpoint.\n# TYPE sigil_log_size gauge\n");
-        let _ = writeln!(
-            out,
-            "sigil_log_size {}",
-            self.log_size.load(Ordering::Relaxed)
-        );
-        out.push_str("# HELP sigil_log_checkpoints_total Receipt log checkpoints signed since start.\n# TYPE sigil_log_checkpoints_total counter\n");
-        let _ = writeln!(
-            out,
-            "sigil_log_checkpoints_total {}",
-            self.log_checkpoints.load(Ordering::Relaxed)
-        );
+        let backend_label = format!("{{backend=\"{backend}\"}}");
+        for (name, kind, help, labels, value) in [
+            (
+                "sigil_token_up",
+                "gauge",
+                "Whether the last token check succeeded.",
+                backend_label.as_str(),
+                &self.token_up,
+            ),
+            (
+                "sigil_token_sessions_in_use",
+                "gauge",
+                "Token signing calls in progress (each holds a session).",
+                &backend_label,
+                &self.token_in_use,
+            ),
+            (
+                "sigil_log_size",
+                "gauge",
+                "Leaves in the receipt log's latest checkpoint.",
+                "",
+                &self.log_size,
+            ),
+            (
+                "sigil_log_checkpoints_total",
+                "counter",
+                "Receipt log checkpoints signed since start.",
+                "",
+                &self.log_checkpoints,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{labels} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
         out.push_str("# HELP sigil_key_signatures Signatures by each key version since start.\n# TYPE sigil_key_signatures gauge\n");
         for (keyid, n, _) in keys {
             let _ = writeln!(out, "sigil_key_signatures{{keyid=\"{keyid}\"}} {n}");

@@ -353,3 +353,25 @@ fn sign_note(
     note.add_signature(&note_key, &sig.0);
     Ok(note.to_text())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_origin_that_could_collide_with_another_signed_message_is_refused() {
+        assert!(check_origin("host.example/sigil").is_ok());
+        for bad in [
+            "",
+            "sigil-root-v1",
+            "sigil-directory-v1/x",
+            "a+b",
+            "two words",
+            "line\nbreak",
+            "caf\u{e9}",
+        ] {
+            let e = check_origin(bad).expect_err(bad).to_string();
+            assert!(e.contains("log.origin"), "{bad}: {e}");
+        }
+    }
+}

@@ -402,6 +402,40 @@ async fn a_checkpoint_of_a_retired_or_revoked_version_is_refused() {
         out.contains("not signed by any key the trust anchor vouches for"),
         "{out}"
     );
+
+    // The same checkpoint signed by the daemon's own key of another name
+    // (a digest key, which the root never vouches for as a chain key):
+    // refused under the directory, and under the pinned root alone.
+    let (ok, out, err) = daemon.keys_cli(&["create", "digests"]).await;
+    assert!(ok, "{out}{err}");
+    let digest_key = key_from_seed(&seed_file(&data, "digests.v1"));
+    std::fs::write(
+        copy.join("checkpoint"),
+        signed_note(&digest_key, &cp.origin, &text),
+    )
+    .unwrap();
+    let copy_dir = copy.to_str().unwrap().to_owned();
+    let (path2, root2, directory2) = (path.clone(), root.clone(), directory.clone());
+    let outs = tokio::task::spawn_blocking(move || {
+        [
+            verify(
+                "chain",
+                &path2,
+                &root2,
+                &["--directory", &directory2, "--log", &copy_dir],
+            ),
+            verify("chain", &path2, &root2, &["--log", &copy_dir]),
+        ]
+    })
+    .await
+    .unwrap();
+    for (code, out) in outs {
+        assert_eq!(code, 1, "{out}");
+        assert!(
+            out.contains("not signed by any key the trust anchor vouches for"),
+            "{out}"
+        );
+    }
 }
 
 fn seal_lines(text: &str) -> Vec<(usize, serde_json::Value)> {
