@@ -27,9 +27,20 @@ impl Swtpm {
         panic!("swtpm did not start on five pairs of free ports");
     }
 
-    /// Starts swtpm on `port` (and `port + 1` for control).
+    /// Starts swtpm on `port` (and `port + 1` for control), again after a
+    /// stop: the stopped swtpm's sockets may take a moment to be released,
+    /// so a start that finds the port taken is retried for a few seconds.
     pub fn start_on(state: &Path, port: u16) -> Swtpm {
-        Self::try_start_on(state, port).expect("swtpm started and listens on both ports")
+        for _ in 0..20 {
+            if let Some(tpm) = Self::try_start_on(state, port) {
+                return tpm;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        panic!(
+            "swtpm did not start on port {port} (and {}) within 5 s",
+            port + 1
+        )
     }
 
     /// [`Swtpm::start_on`], or `None` when swtpm exited (a port was taken).
